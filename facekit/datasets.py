@@ -195,7 +195,7 @@ def lfw_home(data_home: str | os.PathLike | None = None, download_if_missing: bo
     """
     from sklearn.datasets import get_data_home
 
-    home = Path(get_data_home(data_home)) / "lfw_home"
+    home = (Path(get_data_home(data_home)) / "lfw_home").resolve()
     if (home / "lfw_funneled").is_dir() and (home / "pairs.txt").is_file():
         return home
     if not download_if_missing:
