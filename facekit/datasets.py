@@ -30,6 +30,9 @@ __all__ = [
 ]
 
 
+RETRY_THRESHOLDS = (0.5, 0.5, 0.7)
+
+
 class EmptyDatasetError(ValueError):
     """A folder held no usable photos."""
 
@@ -95,8 +98,14 @@ def list_identities(root: str | os.PathLike) -> dict[str, list[Path]]:
 def load_folder(root: str | os.PathLike, *, embed: bool = True, min_face_size: float = 20,
                 margin: float = DEFAULT_MARGIN, rotate: bool = True, detector: Detector | None = None,
                 embedder: Embedder | None = None, progress: bool = True, verbose: bool = True,
-                limit_per_identity: int | None = None) -> FaceSet:
+                limit_per_identity: int | None = None,
+                retry_thresholds: tuple[float, float, float] | None = RETRY_THRESHOLDS) -> FaceSet:
     """Detect, align (and embed) the largest face of every photo under ``root/<name>/``.
+
+    The largest face is the labelled one (group photos happen). A photo with no face at the
+    detector's thresholds is tried once more with ``retry_thresholds`` (default: laxer P-/R-Net,
+    same O-Net), since MTCNN's R-Net sometimes drops a clear face (e.g. one with sunglasses in
+    the sample set) that O-Net scores at 0.99.
 
     Files that are not images, are corrupt, or hold no face are listed in ``skipped`` (and
     printed when ``verbose``); identity folders with no files in ``empty_identities``. Raises
@@ -126,6 +135,10 @@ def load_folder(root: str | os.PathLike, *, embed: bool = True, min_face_size: f
             skipped.append(Skipped(str(path), f"{exc.reason} ({exc.fix})"))
             continue
         found = det.detect(img, min_face_size=min_face_size)
+        if not found and retry_thresholds is not None:
+            # A labelled photo should hold a face: give R-Net proposals a second chance (O-Net's
+            # threshold, the one that rejects non-faces, stays as it was).
+            found = det.detect(img, min_face_size=min_face_size, thresholds=retry_thresholds)
         face = largest_face(found)
         if face is None:
             skipped.append(Skipped(str(path), "no face detected (use a photo where the face is "
