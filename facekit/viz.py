@@ -63,3 +63,123 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+# --- triplet loss (notebook 03) ---------------------------------------------------------------
+
+__all__ += ["plot_triplet_margin", "triplet_margin_explorer", "plot_training_history"]
+
+
+def _unit(deg) -> np.ndarray:
+    r = np.deg2rad(np.asarray(deg, float))
+    return np.stack([np.cos(r), np.sin(r)], axis=-1)
+
+
+def plot_triplet_margin(anchor: np.ndarray, positive: np.ndarray, negatives: np.ndarray,
+                        margin: float = 0.2, ax=None):
+    """The triplet loss drawn in 2-D: which negatives are hard, semi-hard or easy.
+
+    anchor, positive: (2,) points; negatives: (M, 2). Distances are squared L2, so the circle of
+    radius ``sqrt(d_ap)`` around the anchor bounds the *hard* negatives (closer than the positive)
+    and the one of radius ``sqrt(d_ap + margin)`` the *semi-hard* band (FaceNet's Eq. 4); beyond
+    it negatives are *easy* (zero loss). Each negative is labelled with its loss. Unit vectors (2-D
+    embeddings) also get the unit circle. Taught in notebook 03; returns the axes.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import Circle
+
+    a, p = np.asarray(anchor, float), np.asarray(positive, float)
+    negs = np.atleast_2d(np.asarray(negatives, float))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(5.5, 5.5))
+    d_ap = float(((a - p) ** 2).sum())
+    r_hard, r_semi = np.sqrt(d_ap), np.sqrt(d_ap + margin)
+    pts = np.vstack([a, p, negs])
+    if np.allclose(np.linalg.norm(pts, axis=1), 1, atol=1e-3):
+        ax.add_patch(Circle((0, 0), 1, fill=False, ec="0.6", ls=":", lw=1))
+        ax.text(-0.3, 0, "unit circle\n(2-D embeddings)", ha="center", va="center", fontsize=8, color="0.5")
+    ax.add_patch(Circle(a, r_semi, color="orange", alpha=0.18, lw=0))
+    ax.add_patch(Circle(a, r_hard, color="red", alpha=0.18, lw=0))
+    ax.add_patch(Circle(a, r_hard, fill=False, ec="red", lw=1))
+    ax.add_patch(Circle(a, r_semi, fill=False, ec="orange", lw=1, ls="--"))
+    ax.plot(*zip(a, p), color="tab:blue", lw=1)
+    ax.scatter(*a, s=120, marker="*", color="black", zorder=3, label="anchor")
+    ax.scatter(*p, s=70, color="tab:blue", zorder=3, label="positive")
+    kinds = {"hard": "red", "semi-hard": "darkorange", "easy": "green"}
+    for n in negs:
+        d_an = float(((a - n) ** 2).sum())
+        kind = "hard" if d_an < d_ap else "semi-hard" if d_an < d_ap + margin else "easy"
+        ax.scatter(*n, s=60, marker="X", color=kinds[kind], zorder=3)
+        ax.annotate(f"L={max(0.0, d_ap - d_an + margin):.2f}", n, xytext=(4, 4), textcoords="offset points",
+                    fontsize=8, color=kinds[kind])
+    for k, c in kinds.items():
+        ax.scatter([], [], marker="X", color=c, label=f"{k} negative")
+    ax.set_title(f"$d_{{ap}}$ = {d_ap:.2f}, margin $\\alpha$ = {margin:.2f}:\n"
+                 f"L = max(0, $d_{{ap}} - d_{{an}} + \\alpha$)", fontsize=10)
+    lim = max(1.15, float(np.abs(pts).max()) + 0.15, float(np.abs(a).max()) + r_semi + 0.05)
+    ax.set_xlim(-lim, lim)
+    ax.set_ylim(-lim, lim)
+    ax.set_aspect("equal")
+    ax.legend(fontsize=7, loc="lower left", framealpha=0.8)
+    return ax
+
+
+def triplet_margin_explorer(positive_deg: float = 40.0, margin: float = 0.2,
+                            negatives_deg=(15, 30, 45, 70, 120, 200, 300)):
+    """Sliders for the positive's angle and the margin over :func:`plot_triplet_margin` on the unit
+    circle (anchor at 0 degrees, negatives at ``negatives_deg``). Drawn once on creation, so it
+    shows headless too. Taught in notebook 03; returns the widget."""
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+
+    pos = W.FloatSlider(value=positive_deg, min=0, max=180, step=1, description="positive (deg)",
+                        continuous_update=False)
+    mar = W.FloatSlider(value=margin, min=0.0, max=1.5, step=0.05, description="margin",
+                        continuous_update=False, readout_format=".2f")
+    out = W.Output()
+
+    def update(*_):
+        with out:
+            out.clear_output(wait=True)
+            plot_triplet_margin(_unit(0.0), _unit(pos.value), _unit(negatives_deg), mar.value)
+            plt.show()
+
+    for w in (pos, mar):
+        w.observe(update, names="value")
+    update()
+    return W.VBox([W.HBox([pos, mar]), out])
+
+
+def plot_training_history(histories: dict, smooth: int = 20, margin: float | None = None):
+    """Curves of :class:`facekit.triplet.TripletNet` runs, one colour per run: loss, fraction of
+    active triplets, mean pairwise distance within the batch (0 = collapsed) and held-out
+    verification accuracy. histories: ``{name: net.history_}``; smooth: moving-average window in
+    steps; margin: drawn as the loss of a collapsed model. Taught in notebook 03; returns the figure.
+    """
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.6))
+    keys = [("loss", "triplet loss"), ("active_fraction", "active triplets (fraction)"),
+            ("mean_distance", "mean pairwise distance in batch")]
+    for i, (name, h) in enumerate(histories.items()):
+        c = f"C{i}"
+        for ax, (k, title) in zip(axes, keys):
+            v = np.asarray(h[k], float)
+            w = max(1, min(smooth, len(v)))
+            if len(v):
+                sm = np.convolve(v, np.ones(w) / w, mode="valid")
+                ax.plot(h["step"], v, color=c, alpha=0.2, lw=0.7)
+                ax.plot(np.asarray(h["step"])[w - 1:], sm, color=c, lw=1.6, label=name)
+            ax.set_title(title, fontsize=10)
+            ax.set_xlabel("step")
+        if len(h.get("val_accuracy", [])):
+            axes[3].plot(h["eval_step"], h["val_accuracy"], "o-", color=c, label=name)
+    if margin is not None:
+        axes[0].axhline(margin, color="0.4", ls=":", lw=1)
+        axes[0].text(0, margin, " margin (collapsed)", va="bottom", fontsize=8, color="0.4")
+    axes[3].axhline(0.5, color="0.6", ls=":", lw=1)
+    axes[3].set_title("held-out verification accuracy", fontsize=10)
+    axes[3].set_xlabel("step")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    return fig
