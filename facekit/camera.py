@@ -36,6 +36,8 @@ _STATIC = Path(__file__).parent / "static"
 class CameraWidget(anywidget.AnyWidget):
     """Webcam in the browser -> ``recognizer`` in Python -> boxes and names over the video.
 
+    Taught in notebook 06.
+
     Parameters
     ----------
     recognizer : anything with ``process_jpeg(bytes) -> result`` where ``result.to_json()`` is a
@@ -329,7 +331,7 @@ class VideoSource:
 
 def write_y4m(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 15.0) -> Path:
     """Write RGB frames (all the same even size) as raw YUV4MPEG2 I420 -- the format Chromium's
-    ``--use-file-for-fake-video-capture`` plays as a fake webcam."""
+    ``--use-file-for-fake-video-capture`` plays as a fake webcam (tests of notebook 06)."""
     import cv2
 
     path = Path(path)
@@ -355,7 +357,7 @@ def write_y4m(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float 
 def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 15.0,
                 size: tuple[int, int] | None = None) -> Path:
     """Write RGB frames to ``path``: ``.y4m`` raw (see :func:`write_y4m`), ``.avi`` (MJPG) or
-    ``.mp4`` (mp4v) through OpenCV. Returns the path."""
+    ``.mp4`` (mp4v) through OpenCV. Returns the path. Used in notebook 06."""
     import cv2
 
     path = Path(path)

@@ -74,7 +74,8 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 # --- JPEG ------------------------------------------------------------------------------------
 
 def decode_jpeg(data: bytes | bytearray | memoryview) -> np.ndarray:
-    """JPEG (or PNG) bytes -> RGB ``uint8 (H, W, 3)``; raises ``ValueError`` on corrupt data."""
+    """JPEG (or PNG) bytes -> RGB ``uint8 (H, W, 3)``; raises ``ValueError`` on corrupt data.
+    (What :class:`facekit.camera.CameraWidget` receives; notebook 06.)"""
     import cv2
 
     buf = np.frombuffer(data, np.uint8)
@@ -85,7 +86,7 @@ def decode_jpeg(data: bytes | bytearray | memoryview) -> np.ndarray:
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
-    """RGB ``uint8 (H, W, 3)`` -> JPEG bytes (what the browser camera sends)."""
+    """RGB ``uint8 (H, W, 3)`` -> JPEG bytes (what the browser camera sends; notebook 06)."""
     import cv2
 
     ok, buf = cv2.imencode(".jpg", cv2.cvtColor(np.ascontiguousarray(image), cv2.COLOR_RGB2BGR),
@@ -180,6 +181,8 @@ class Track:
 
 class LiveRecognizer:
     """Recognise faces on a stream of frames, tracking them so each face is embedded rarely.
+
+    Taught in notebook 06. ``process(frame)`` / ``process_jpeg(bytes)`` -> :class:`FrameResult`.
 
     Parameters
     ----------
@@ -568,6 +571,8 @@ class LiveRecognizer:
             else:
                 t.misses += 1
                 if t.misses > self.max_misses or not t.flow_ok:
+                    # lost (fast motion, a cut, occlusion): scan on the next frame to find it again
+                    self._since_scan = max(self._since_scan, self.scan_every - 1)
                     continue
             keep.append(t)
         out: list[Track] = []
@@ -828,7 +833,7 @@ _COLORS = {"known": (40, 200, 60), "unknown": (230, 60, 40), "pending": (240, 20
 
 def annotate(frame: np.ndarray, result: FrameResult, thickness: int = 2) -> np.ndarray:
     """A copy of ``frame`` with each face's box and name drawn (green known, red unknown, yellow
-    not yet embedded), plus the latency. RGB ``uint8``."""
+    not yet embedded), plus the latency. RGB ``uint8``. Taught in notebook 06."""
     import cv2
 
     out = np.ascontiguousarray(_as_frame(frame).copy())
@@ -883,6 +888,7 @@ def run_source(recognizer: LiveRecognizer, source, *, max_frames: int | None = N
 
     With ``display`` an image widget shows the annotated frames as they are processed (about 10
     updates a second). ``snapshots`` annotated frames, evenly spread, are kept for plotting.
+    Taught in notebook 06.
     """
     from .camera import VideoSource
 
@@ -1131,15 +1137,18 @@ def _make_sprite(name: str, path, detector: Detector, context: float = 1.8) -> _
 
 
 def make_demo_scene(people: Sequence[str] | None = None, *, split: str = "val", n_frames: int = 300,
-                    size: tuple[int, int] = (640, 480), fps: float = 15.0, face_px: float = 80.0,
+                    size: tuple[int, int] = (640, 480), fps: float = 15.0,
+                    face_px: float | Sequence[float] = 80.0, enter_exit: bool = True,
                     photos: dict | None = None, seed: int = 0, detector: Detector | None = None) -> DemoScene:
     """A :class:`DemoScene` of 1-3 sample-set people (their ``split`` photos), each in its own
     lane, entering and leaving at different times (so some frames hold 1, 2 or 3 faces, and
-    the first and last few frames none).
+    the first and last few frames none). Taught in notebook 06.
 
     people : sample-set names (default: the first 3 in alphabetical order); ``photos`` may map a
         name to an explicit image path instead (e.g. an LFW stranger).
-    face_px : mean face width in pixels (faces zoom +-20% around it).
+    face_px : mean face width in pixels (faces zoom +-20% around it), or one per person.
+    enter_exit : people enter and leave at different times (default); False: everyone is
+        visible in every frame (e.g. a looping fake webcam).
     """
     from .registry import celebrity_dir
 
@@ -1171,14 +1180,19 @@ def make_demo_scene(people: Sequence[str] | None = None, *, split: str = "val", 
         sprites.append(sprite)
     k = len(sprites)
     w, h = size
+    sizes = [float(face_px)] * k if np.isscalar(face_px) else [float(v) for v in face_px]
+    if len(sizes) != k:
+        raise ValueError(f"face_px has {len(sizes)} sizes for {k} people")
     actors = []
-    for i, sp in enumerate(sprites):
-        lane = (w * i / k + face_px * 0.7, w * (i + 1) / k - face_px * 0.7)
+    for i, (sp, fpx) in enumerate(zip(sprites, sizes)):
+        lane = (w * i / k + fpx * 0.7, w * (i + 1) / k - fpx * 0.7)
         if lane[1] < lane[0]:
             lane = ((lane[0] + lane[1]) / 2,) * 2
-        start = int(round(n_frames * (0.03 + 0.12 * i)))
-        end = int(round(n_frames * (0.97 - 0.08 * i)))
+        start, end = 0, n_frames
+        if enter_exit:
+            start = int(round(n_frames * (0.03 + 0.12 * i)))
+            end = int(round(n_frames * (0.97 - 0.08 * i)))
         phase = np.array([rng.uniform(4, 7), rng.uniform(0, 6.3), rng.uniform(3, 6), rng.uniform(0, 6.3),
                           rng.uniform(5, 9), rng.uniform(0, 6.3)])
-        actors.append(_Actor(sp, start, end, lane, face_px, phase))
+        actors.append(_Actor(sp, start, end, lane, fpx, phase))
     return DemoScene(actors, n_frames, size, fps, seed)
