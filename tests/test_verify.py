@@ -1,0 +1,209 @@
+"""facekit.verify: distances, the LFW 10-fold protocol, ROC, and LFW through facekit's pipeline."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from facekit import verify as V
+
+
+# --- distances ---------------------------------------------------------------------------
+
+def _unit(rng, n, d=128):
+    x = rng.normal(size=(n, d))
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def test_sq_l2_is_two_minus_two_cos(rng):
+    a, b = _unit(rng, 50), _unit(rng, 50)
+    d = V.sq_l2(a, b)
+    cos = (a * b).sum(1)
+    np.testing.assert_allclose(d, 2 - 2 * cos, atol=1e-12)
+    np.testing.assert_allclose(V.sq_l2_to_cosine(d), cos, atol=1e-12)
+    np.testing.assert_allclose(V.cosine_to_sq_l2(cos), d, atol=1e-12)
+    assert ((d >= 0) & (d <= 4)).all()
+
+
+def test_pairwise_matches_rowwise(rng):
+    a, b = _unit(rng, 7), _unit(rng, 5)
+    m = V.pairwise_sq_l2(a, b)
+    assert m.shape == (7, 5)
+    for i in range(7):
+        np.testing.assert_allclose(m[i], V.sq_l2(a[i], b), atol=1e-10)
+    s = V.pairwise_sq_l2(a)
+    assert s.shape == (7, 7) and (np.diag(s) == 0).all() and np.allclose(s, s.T)
+    with pytest.raises(ValueError, match="sizes differ"):
+        V.pairwise_sq_l2(a, b[:, :10])
+
+
+def test_verify_decision_and_errors(rng):
+    a = _unit(rng, 1)[0]
+    same, d = V.verify(a, a)
+    assert same and d == pytest.approx(0.0)
+    same, d = V.verify(a, -a)
+    assert not same and d == pytest.approx(4.0)
+    # the decision is exactly "distance < threshold"
+    b = _unit(rng, 1)[0]
+    _, d = V.verify(a, b)
+    assert V.verify(a, b, threshold=d + 1e-9)[0] and not V.verify(a, b, threshold=d)[0]
+    with pytest.raises(ValueError, match="single embeddings"):
+        V.verify(np.stack([a, a]), b)
+    assert 0.5 < V.DEFAULT_THRESHOLD < 2.0
+
+
+# --- the 10-fold protocol on synthetic distances with a known answer ------------------------
+
+def test_best_threshold_takes_the_middle_of_the_plateau():
+    d = np.array([0.2, 0.4, 1.0, 1.6, 2.0])
+    s = np.array([True, True, True, False, False])
+    t, acc = V.best_threshold(d, s)
+    assert acc == 1.0 and t == pytest.approx(1.3)  # midpoint of the gap (1.0, 1.6)
+    # one same pair beyond a different one: the best is 4/5 whichever side
+    t, acc = V.best_threshold([0.2, 0.8, 1.0], [True, False, True])
+    assert acc == pytest.approx(2 / 3)
+
+
+def test_evaluate_10fold_known_answer():
+    """Folds 0-8: same pairs at 1.0, different at 2.0. Fold 9: same at 1.6, different at 3.0.
+
+    Fold 9 trained on folds 0-8 gets the threshold 1.5 (middle of (1.0, 2.0)): its same pairs at
+    1.6 are all rejected -> 50%. Folds 0-8 train on data including fold 9, whose best plateau is
+    (1.6, 2.0) -> threshold 1.8 -> 100%. Mean 95%. (Choosing each fold's threshold on the fold
+    itself would give 100% everywhere: this checks the test fold never leaks into training.)
+    """
+    n = 30
+    d, s, f = [], [], []
+    for k in range(10):
+        same_d, diff_d = (1.6, 3.0) if k == 9 else (1.0, 2.0)
+        d += [same_d] * n + [diff_d] * n
+        s += [True] * n + [False] * n
+        f += [k] * (2 * n)
+    r = V.evaluate_10fold(np.array(d), np.array(s), np.array(f))
+    np.testing.assert_allclose(r.accuracies, [1.0] * 9 + [0.5])
+    assert r.mean == pytest.approx(0.95)
+    assert r.std == pytest.approx(np.std([1.0] * 9 + [0.5]))
+    np.testing.assert_allclose(r.thresholds, [1.8] * 9 + [1.5])
+    assert r.threshold == pytest.approx(1.8) and r.threshold_accuracy == 1.0
+    assert r.auc == pytest.approx(1.0) and r.n_pairs == 600
+    assert "95.00%" in str(r)
+
+
+def test_evaluate_10fold_gaussian_matches_theory():
+    """Same ~ N(0.8, 0.2), different ~ N(1.6, 0.2): the Bayes threshold is 1.2, where accuracy
+    is Phi(2) = 97.72%; with 6,000 pairs the protocol must land close to both."""
+    rng = np.random.default_rng(1)
+    m = 3000
+    d = np.concatenate([rng.normal(0.8, 0.2, m), rng.normal(1.6, 0.2, m)])
+    s = np.r_[np.ones(m, bool), np.zeros(m, bool)]
+    f = np.tile(np.repeat(np.arange(10), 300), 2)
+    r = V.evaluate_10fold(d, s, f)
+    assert r.mean == pytest.approx(0.9772, abs=0.008)
+    assert abs(r.threshold - 1.2) < 0.05
+    assert np.all(np.abs(r.thresholds - 1.2) < 0.08)
+
+
+def test_evaluate_10fold_rejects_bad_input():
+    with pytest.raises(ValueError, match="same length"):
+        V.evaluate_10fold(np.zeros(4), np.zeros(3, bool), np.zeros(4))
+    with pytest.raises(ValueError, match="at least 2 folds"):
+        V.evaluate_10fold(np.zeros(4), np.zeros(4, bool), np.zeros(4))
+    with pytest.raises(ValueError, match="NaN"):
+        V.evaluate_10fold(np.array([0.1, np.nan]), np.array([True, False]), np.array([0, 1]))
+
+
+def test_roc_and_tar_at_far():
+    d = np.array([0.1, 0.2, 0.3, 1.5, 1.6, 1.7])
+    s = np.array([1, 1, 1, 0, 0, 0], bool)
+    assert V.roc_auc(d, s) == 1.0
+    assert V.roc_auc(-d, s) == 0.0  # reversed ranking
+    fpr, tpr, th = V.roc_curve(d, s)
+    assert fpr[0] == 0 and tpr[-1] == 1 and (np.diff(fpr) >= 0).all()
+    tar, t = V.tar_at_far(d, s, far=0.0)
+    assert tar == 1.0 and 0.3 <= t < 1.5
+
+
+def test_lfw_subset_balanced_and_nested():
+    from facekit.datasets import LFWPairs
+
+    paths = np.array([(f"a{i}", f"b{i}") for i in range(200)])
+    same = np.tile(np.r_[np.ones(10, bool), np.zeros(10, bool)], 10)
+    fold = np.repeat(np.arange(10), 20)
+    pairs = LFWPairs(paths, same, fold)
+    small, big = V.lfw_subset(pairs, 4), V.lfw_subset(pairs, 8)
+    assert len(small) == 40 and len(big) == 80
+    for k in range(10):
+        assert small.same[small.fold == k].sum() == 2 and (~small.same[small.fold == k]).sum() == 2
+    assert set(map(tuple, small.paths)) <= set(map(tuple, big.paths))
+    assert V.lfw_subset(pairs, None) is pairs
+    with pytest.raises(ValueError, match="even"):
+        V.lfw_subset(pairs, 3)
+
+
+def test_pick_subject_prefers_big_central_face():
+    from facekit.detect import Face
+
+    def face(x1, y1, x2, y2, c):
+        return Face(np.array([x1, y1, x2, y2], np.float32), np.zeros((5, 2), np.float32), c)
+
+    centre = face(80, 70, 170, 190, 0.95)
+    edge = face(0, 0, 100, 120, 0.999)  # bigger score, off-centre
+    assert V.pick_subject([edge, centre], (250, 250)) is centre
+    assert V.pick_subject([edge, centre], (250, 250), "confidence") is edge
+    assert V.pick_subject([], (250, 250)) is None
+
+
+# --- real faces ------------------------------------------------------------------------------
+
+def test_verify_on_sample_faces(celeb_train):
+    """DEFAULT_THRESHOLD separates the 5 sample celebrities: nearly all same-person pairs are
+    closer than it and nearly all different-person pairs farther."""
+    e, lab = celeb_train.embeddings, celeb_train.labels
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-4)
+    d = V.pairwise_sq_l2(e)
+    iu = np.triu_indices(len(e), 1)
+    same = (lab[:, None] == lab[None, :])[iu]
+    acc = V.accuracy_at(d[iu], same, V.DEFAULT_THRESHOLD)
+    assert acc > 0.97, acc
+    assert V.roc_auc(d[iu], same) > 0.99
+    i, j = np.flatnonzero(lab == lab[0])[:2]
+    k = np.flatnonzero(lab != lab[0])[0]
+    assert V.verify(e[i], e[j])[0] and not V.verify(e[i], e[k])[0]
+
+
+@pytest.mark.slow
+def test_lfw_small_subset(lfw_home_dir, embedder):
+    """100 LFW pairs (10 per fold) through facekit's default pipeline, cached on disk."""
+    pairs = None
+    from facekit.datasets import lfw_pairs
+
+    pairs = lfw_pairs(data_home=lfw_home_dir.parent)
+    res, embs = V.lfw_verification(pairs, per_fold=10, progress=False)
+    assert embs.a.shape == embs.b.shape == (100, 256)  # flip "concat": 128 plain + 128 mirrored
+    np.testing.assert_allclose(np.linalg.norm(embs.a, axis=1), 1.0, atol=1e-4)
+    assert len(embs.no_face) <= 2  # MTCNN finds a face in (almost) every LFW image
+    assert res.mean >= 0.95, str(res)
+    assert 0.8 < res.threshold < 1.6
+    # the second call is served from the cache
+    t0 = time.perf_counter()
+    res2, _ = V.lfw_verification(pairs, per_fold=10, progress=False)
+    assert time.perf_counter() - t0 < 20 and res2.mean == res.mean
+
+
+@pytest.mark.slow
+def test_lfw_no_face_policy(lfw_home_dir, embedder):
+    """Images without a detected face are embedded from the fixed centre box and counted."""
+    from facekit.datasets import lfw_pairs
+    from facekit.detect import Detector
+
+    paths = lfw_pairs(data_home=lfw_home_dir.parent).paths[:2, 0].tolist()
+    blind = Detector(min_face_size=400)  # larger than the 250x250 images: finds nothing
+    e, no_face = V.embed_lfw(paths, detector=blind, flip=None, cache=False, progress=False)
+    assert no_face == paths and e.shape == (2, 128)
+    np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-4)
+    e_det, no_face_det = V.embed_lfw(paths, flip=None, cache=False, progress=False)
+    assert no_face_det == []
+    # the centre crop is a usable face crop: close to the detected-face embedding
+    assert (V.sq_l2(e, e_det) < 0.6).all()
