@@ -10,6 +10,13 @@ image size alone, so with ``min_face_size`` above ~30 the last pyramid levels fa
 (seen for 40 and 80 on 640x480). facekit builds the pyramid so that every level is at least 12
 pixels, accepts grayscale/RGBA arrays, returns ``[]`` for images too small to hold a face, and
 detects on a downscaled copy of very large photos (boxes are mapped back to full resolution).
+
+Speed (issue #7, ``bench/detect.py``): ``Detector(fast=True)`` (the default) runs the same three
+networks with the same weights and mtcnn's own box arithmetic, but each network is traced once
+into a ``tf.function`` with a relaxed input signature (P-Net ``(None, None, None, 3)``, R-Net
+``(None, 24, 24, 3)``, O-Net ``(None, 48, 48, 3)``) instead of mtcnn 1.0's eager Keras calls,
+which dispatch every layer from Python again at every pyramid level. Results equal
+``Detector(fast=False)`` (mtcnn's own ``detect_faces`` with facekit's pyramid) to float rounding.
 """
 
 from __future__ import annotations
@@ -100,15 +107,19 @@ class Detector:
     scale_factor : pyramid step (default 0.709 = 1/sqrt(2), the paper's).
     max_side : photos whose longer side exceeds this are detected on a downscaled copy (default
         1280 px); boxes and landmarks are returned in full-resolution pixels.
+    fast : run the networks as traced ``tf.function`` objects (default True: same results,
+        several times faster); False calls ``mtcnn.MTCNN.detect_faces`` itself (the reference).
     """
 
     def __init__(self, min_face_size: float = 20, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
-                 scale_factor: float = 0.709, max_side: int | None = 1280):
+                 scale_factor: float = 0.709, max_side: int | None = 1280, fast: bool = True):
         self.min_face_size = float(min_face_size)
         self.thresholds = tuple(float(t) for t in thresholds)
         self.scale_factor = float(scale_factor)
         self.max_side = max_side
+        self.fast = bool(fast)
         self._mtcnn = None
+        self._nets = None
         self._lock = threading.Lock()
 
     # -- model ---------------------------------------------------------------------------
@@ -158,6 +169,10 @@ class Detector:
     __call__ = detect
 
     def _run(self, img: np.ndarray, scales: np.ndarray, th: tuple[float, float, float]) -> np.ndarray:
+        if self.fast:
+            nets = self.compiled_nets()
+            with self._lock:
+                return _run_fast(nets, img, scales, th)
         m = self.mtcnn
         pnet = m.stages[0]
         pnet.facekit_scales = scales
@@ -168,6 +183,62 @@ class Detector:
         if out.ndim != 2 or out.shape[0] == 0:
             return np.empty((0, 16))
         return out
+
+    def compiled_nets(self):
+        """``(pnet, rnet, onet)``: this detector's mtcnn networks, each traced once into a
+        ``tf.function`` (float32 NHWC images normalised to [-1, 1]; built on first use)."""
+        if self._nets is None:
+            import tensorflow as tf
+
+            models = [st._model for st in self.mtcnn.stages]
+            with self._lock:
+                if self._nets is None:
+                    self._nets = tuple(
+                        tf.function(lambda x, m=m: m(x), input_signature=[tf.TensorSpec(shape, tf.float32)])
+                        for m, shape in zip(models, [(None, None, None, 3), (None, 24, 24, 3), (None, 48, 48, 3)]))
+        return self._nets
+
+
+def _run_fast(nets, img: np.ndarray, scales: np.ndarray, th: tuple[float, float, float]) -> np.ndarray:
+    """mtcnn 1.0's three stages for one image, in the same order with the same box arithmetic
+    and NMS settings as its StagePNet/StageRNet/StageONet and ``fit_to_image`` post-processing,
+    with compiled networks. Returns mtcnn's numpy rows (xyxy), ``(n, 16)`` float64."""
+    import tensorflow as tf
+    from mtcnn.utils.bboxes import (adjust_bboxes, generate_bounding_box, limit_bboxes, pick_matches,
+                                    replace_confidence, resize_to_square, smart_nms_from_bboxes,
+                                    upscale_bboxes)
+    from mtcnn.utils.images import extract_patches, scale_images
+    from mtcnn.utils.landmarks import adjust_landmarks
+
+    pnet, rnet, onet = nets
+    none = np.empty((0, 16))
+    x = (img[None].astype(np.float32) - 127.5) / 128  # mtcnn's normalize_images
+    per_scale = []
+    for s in scales:  # P-Net over the pyramid
+        reg, prob = pnet(scale_images(x, float(s)))
+        b = upscale_bboxes(generate_bounding_box(reg, prob, th[0]), np.asarray([s]))
+        if len(b):
+            per_scale.append(smart_nms_from_bboxes(b, threshold=0.5, method="union", initial_sort=False))
+    if not per_scale:
+        return none
+    rows = smart_nms_from_bboxes(np.concatenate(per_scale), threshold=0.7, method="union", initial_sort=True)
+    rows = resize_to_square(rows)
+    # R-Net on every candidate in one batch
+    off, scores = rnet(tf.convert_to_tensor(extract_patches(x, rows, expected_size=(24, 24))))
+    rows = pick_matches(adjust_bboxes(replace_confidence(rows, scores), off), score_threshold=th[1])
+    if not len(rows):
+        return none
+    rows = resize_to_square(smart_nms_from_bboxes(rows, threshold=0.7, method="union", initial_sort=True))
+    # O-Net: final boxes and landmarks
+    off, lms, scores = onet(tf.convert_to_tensor(extract_patches(x, rows, expected_size=(48, 48))))
+    lms = adjust_landmarks(lms, rows)
+    rows = adjust_bboxes(replace_confidence(rows, scores), off)
+    rows = pick_matches(np.concatenate([rows, lms], axis=-1), scores_column=5, score_threshold=th[2])
+    if not len(rows):
+        return none
+    rows = smart_nms_from_bboxes(rows, threshold=0.7, method="min", initial_sort=True)
+    rows = limit_bboxes(np.asarray(rows, np.float64), images_shapes=np.asarray([img.shape]), limit_landmarks=False)
+    return np.asarray(rows, np.float64).reshape(-1, 16)
 
 
 def _build_mtcnn():

@@ -8,6 +8,13 @@ into it by layer name. It expects per-image standardisation ("prewhitening"):
 ``(x - mean) / max(std, 1/sqrt(n))`` over each crop's pixels.
 
 Models load lazily, once per process (:func:`get_embedder`).
+
+Speed (issue #7, ``bench/embed.py``): by default the Keras model is not run as such. Its layers
+are folded into a plain TensorFlow graph (:mod:`facekit.fastgraph`: BatchNorm and the residual
+scales folded into the convolutions, conv + bias + ReLU fused, 1x1 branches merged, the big 3x3 /
+1x7 convolutions as Winograd convolutions), traced once per input signature with the
+standardisation inside the graph. Embeddings equal the Keras model's to ~1e-6 (tested to 1e-4);
+``Embedder(fast=False)`` runs the unmodified Keras model instead.
 """
 
 from __future__ import annotations
@@ -32,7 +39,7 @@ def prewhiten(crops: np.ndarray) -> np.ndarray:
     mean = x.mean(axis=axes, keepdims=True)
     std = x.std(axis=axes, keepdims=True)
     n = np.prod(x.shape[1:])
-    return (x - mean) / np.maximum(std, 1.0 / np.sqrt(n))
+    return ((x - mean) / np.maximum(std, np.float32(1.0 / np.sqrt(n)))).astype(np.float32, copy=False)
 
 
 def fixed_standardize(crops: np.ndarray) -> np.ndarray:
@@ -80,16 +87,26 @@ class Embedder:
     model : registry name (default ``"facenet128"``, offline-capable). ``"facenet512"`` and
         ``"facenet512-casia"`` need internet on first use.
     batch_size : crops per forward pass (default 32: near the CPU throughput plateau).
+    fast : run the folded graph of :mod:`facekit.fastgraph` (default True: same embeddings to
+        ~1e-6, several times faster than ``model.predict``). False runs the Keras model itself.
     """
 
-    def __init__(self, model: str = "facenet128", batch_size: int = 32):
+    #: chunks with fewer crops run the graph tuned for latency (no Winograd on small maps)
+    SMALL_BATCH = 8
+
+    def __init__(self, model: str = "facenet128", batch_size: int = 32, fast: bool = True):
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
+        if int(batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model_name = model
         self.spec = MODELS[model]
         self.batch_size = int(batch_size)
+        self.fast = bool(fast)
         self._model = None
+        self._graph = None
         self._fn = None
+        self._fn_small = None
         self._lock = threading.Lock()
 
     @property
@@ -113,20 +130,39 @@ class Embedder:
 
             model = _build_keras_model(self.model_name)
             per_image = self.spec.standardization == "per_image"
+            spec = [tf.TensorSpec([None, EMBED_SIZE, EMBED_SIZE, 3], tf.uint8)]
 
-            @tf.function(input_signature=[tf.TensorSpec([None, EMBED_SIZE, EMBED_SIZE, 3], tf.uint8)])
-            def fn(batch):
-                x = tf.cast(batch, tf.float32)
-                if per_image:
-                    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-                    std = tf.math.reduce_std(x, axis=[1, 2, 3], keepdims=True)
-                    x = (x - mean) / tf.maximum(std, 1.0 / np.sqrt(EMBED_SIZE * EMBED_SIZE * 3.0))
-                else:
-                    x = (x - 127.5) / 128.0
-                y = model(x, training=False)
-                return tf.math.l2_normalize(y, axis=1)
+            def compiled(net):
+                def fn(batch):
+                    x = tf.cast(batch, tf.float32)
+                    if per_image:
+                        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+                        std = tf.math.reduce_std(x, axis=[1, 2, 3], keepdims=True)
+                        x = (x - mean) / tf.maximum(std, 1.0 / np.sqrt(EMBED_SIZE * EMBED_SIZE * 3.0))
+                    else:
+                        x = (x - 127.5) / 128.0
+                    return tf.math.l2_normalize(net(x), axis=1)
 
+                return tf.function(fn, input_signature=spec)
+
+            graph = None
+            if self.fast:
+                from .fastgraph import fold_keras_model
+
+                try:
+                    graph = fold_keras_model(model)
+                except NotImplementedError:  # a layer fastgraph does not know: run Keras
+                    graph = None
+            if graph is None:
+                fn = fn_small = compiled(lambda x: model(x, training=False))
+            else:
+                from .fastgraph import build_graph_fn, winograd_plan
+
+                fn = compiled(build_graph_fn(graph, winograd_plan(graph, batched=True)))
+                fn_small = compiled(build_graph_fn(graph, winograd_plan(graph, batched=False)))
             self._model = model
+            self._graph = graph
+            self._fn_small = fn_small
             self._fn = fn
 
     def warmup(self) -> "Embedder":
@@ -148,7 +184,9 @@ class Embedder:
 
             starts = tqdm(starts, desc="embedding", unit="batch")
         for i in starts:
-            out.append(self._fn(x[i:i + self.batch_size]).numpy())
+            chunk = x[i:i + self.batch_size]
+            fn = self._fn if len(chunk) >= self.SMALL_BATCH else self._fn_small
+            out.append(fn(chunk).numpy())
         return np.concatenate(out).astype(np.float32, copy=False)
 
     __call__ = embed

@@ -1,0 +1,165 @@
+"""Issue #7: the fast paths give the same answers as the unoptimised models.
+
+- embedding: facekit's folded/Winograd graph vs the Keras model's ``predict`` on real sample
+  crops, batched and one face at a time (max abs difference <= 1e-4);
+- Winograd convolution and matrices vs direct convolution;
+- detection: the compiled detector vs mtcnn's own ``detect_faces`` (same pyramid) on sample
+  photos, and a min_face_size sweep on a 640x480 frame (40 and 80 crashed mtcnn 1.0's pyramid).
+
+No timing assertions here: ``bench/embed.py`` and ``bench/detect.py`` measure speed.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+TOL = 1e-4
+
+
+# -- embedding --------------------------------------------------------------------------------
+def test_fast_embedding_equals_keras_model(embedder, celeb_val):
+    from facekit.embed import prewhiten
+
+    assert embedder.fast and embedder._graph is not None, "the folded graph must be in use by default"
+    crops = celeb_val.crops
+    assert len(crops) >= embedder.SMALL_BATCH  # exercises the batched graph
+    ref = embedder.keras_model.predict(prewhiten(crops), verbose=0)
+    batched = embedder.embed(crops)
+    assert batched.dtype == np.float32 and batched.shape == ref.shape
+    assert np.abs(batched - ref).max() <= TOL
+    single = np.concatenate([embedder.embed(crops[i:i + 1]) for i in range(3)])  # latency graph
+    assert np.abs(single - ref[:3]).max() <= TOL
+    np.testing.assert_allclose(np.linalg.norm(batched, axis=1), 1.0, atol=1e-5)
+
+
+def test_fast_embedding_equals_keras_on_other_inputs(embedder, rng):
+    """Saturated, flat and noisy crops (std floor of prewhitening, extreme activations)."""
+    from facekit.embed import prewhiten
+
+    crops = np.stack([np.zeros((160, 160, 3), np.uint8), np.full((160, 160, 3), 255, np.uint8),
+                      *rng.integers(0, 256, (8, 160, 160, 3), dtype=np.uint8)])
+    ref = embedder.keras_model.predict(prewhiten(crops), verbose=0)
+    assert np.abs(embedder.embed(crops) - ref).max() <= TOL
+
+
+def test_unoptimised_embedder_is_available(embedder, celeb_val):
+    from facekit.embed import Embedder
+
+    slow = Embedder(fast=False)
+    crops = celeb_val.crops[:2]
+    slow._ensure()
+    assert slow._graph is None
+    assert np.abs(slow.embed(crops) - embedder.embed(crops)).max() <= TOL
+
+
+def test_folding_removed_batchnorm_and_merged_branches(embedder):
+    from facekit.fastgraph import conv_macs, winograd_plan
+
+    g = embedder._graph
+    kinds = [g.nodes[k].kind for k in g.order]
+    assert "affine" not in kinds and "identity" not in kinds, "every BatchNorm/scale/Dropout folded"
+    assert kinds.count("slice") >= 2 * 5 + 2 * 10, "1x1 branches of every block merged"
+    assert abs(conv_macs(g) / 1e9 - 1.417) < 0.01  # Inception-ResNet-v1 at 160x160
+    assert "Conv2d_4a_3x3" in winograd_plan(g, batched=False)
+    assert set(winograd_plan(g, batched=False)) <= set(winograd_plan(g, batched=True))
+
+
+@pytest.mark.parametrize("m,r", [(2, 3), (4, 3), (6, 3), (4, 7)])
+def test_winograd_matrices(m, r, rng):
+    from facekit.fastgraph import winograd_matrices
+
+    AT, G, BT = winograd_matrices(m, r)
+    d, g = rng.standard_normal(m + r - 1), rng.standard_normal(r)
+    y = AT @ ((G @ g) * (BT @ d))
+    ref = np.array([d[i:i + r] @ g for i in range(m)])
+    np.testing.assert_allclose(y, ref, atol=1e-9)
+
+
+@pytest.mark.parametrize("shape,kernel,padding,m", [
+    ((2, 19, 21, 16), (3, 3), "VALID", 6), ((1, 17, 17, 8), (3, 3), "SAME", 4),
+    ((3, 8, 8, 8), (1, 7), "SAME", 4), ((2, 8, 9, 8), (7, 1), "SAME", 4)])
+def test_winograd_conv_equals_direct(shape, kernel, padding, m, rng):
+    import tensorflow as tf
+
+    from facekit.fastgraph import _winograd_constants, _winograd_conv
+
+    x = np.maximum(rng.standard_normal(shape), 0).astype(np.float32)
+    w = rng.standard_normal((*kernel, shape[3], 12)) / np.sqrt(np.prod(kernel) * shape[3])
+    ref = tf.nn.conv2d(x, w.astype(np.float32), 1, padding).numpy()
+    U, Tin, Tout = (tf.constant(a.astype(np.float32)) for a in _winograd_constants(w, m))
+    y = _winograd_conv(tf, tf.constant(x), U, Tin, Tout, kernel[0], kernel[1], m, padding).numpy()
+    assert y.shape == ref.shape
+    assert np.abs(y - ref).max() <= 1e-4 * np.abs(ref).max()
+
+
+# -- detection --------------------------------------------------------------------------------
+def _iou(a, b) -> float:
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    u = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy
+    return ix * iy / u
+
+
+@pytest.fixture(scope="module")
+def sample_photos(celeb_dir):
+    from facekit.io import load_image
+
+    paths = sorted(p for p in celeb_dir.glob("val/*/*") if p.is_file())[::4]  # 7 photos, 5 people
+    return [load_image(p) for p in paths]
+
+
+def test_fast_detector_agrees_with_mtcnn(sample_photos, detector):
+    from facekit.detect import Detector
+    from facekit.pipeline import largest_face
+
+    assert detector.fast
+    ref = Detector(fast=False)
+    for img in sample_photos:
+        a, b = detector.detect(img), ref.detect(img)
+        assert len(a) == len(b) >= 1
+        assert _iou(largest_face(a).box, largest_face(b).box) >= 0.99
+        for fa, fb in zip(a, b):
+            np.testing.assert_allclose(fa.box, fb.box, atol=0.05)
+            np.testing.assert_allclose(fa.landmarks, fb.landmarks, atol=0.05)
+            assert abs(fa.confidence - fb.confidence) < 1e-4
+
+
+def _frame(img, w=640, h=480):
+    import cv2
+
+    s = min(w / img.shape[1], h / img.shape[0])
+    r = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
+    out = np.zeros((h, w, 3), np.uint8)
+    y0, x0 = (h - r.shape[0]) // 2, (w - r.shape[1]) // 2
+    out[y0:y0 + r.shape[0], x0:x0 + r.shape[1]] = r
+    return out
+
+
+@pytest.mark.parametrize("min_face_size", [12, 20, 40, 80, 160, 479, 480, 2000])
+def test_min_face_size_sweep_on_640x480(min_face_size, sample_photos, detector):
+    frame = _frame(sample_photos[0])
+    faces = detector.detect(frame, min_face_size=min_face_size)
+    assert isinstance(faces, list)
+    for f in faces:
+        assert f.box.shape == (4,) and f.landmarks.shape == (5, 2)
+        assert 0 <= f.box[0] < f.box[2] <= 640 and 0 <= f.box[1] < f.box[3] <= 480
+    if min_face_size <= 80:
+        assert faces, f"the face was lost with min_face_size={min_face_size}"
+    if min_face_size > 480:
+        assert faces == []
+
+
+def test_fast_detector_odd_images(sample_photos, detector):
+    import cv2
+
+    img = sample_photos[1]
+    gray = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY)
+    assert detector.detect(gray), "grayscale photo"
+    rgba = np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])
+    assert len(detector.detect(rgba)) == len(detector.detect(img))
+    assert detector.detect(np.zeros((8, 8, 3), np.uint8)) == []
+    assert detector.detect(np.zeros((480, 640, 3), np.uint8)) == []  # no candidate at all
+    huge = cv2.resize(img, None, fx=3000 / max(img.shape[:2]), fy=3000 / max(img.shape[:2]))
+    faces = detector.detect(huge)
+    assert faces and max(f.box[2] for f in faces) > 1280  # boxes in full-resolution pixels
