@@ -12,7 +12,8 @@ import numpy as np
 
 from .detect import Face
 
-__all__ = ["draw_faces", "image_grid"]
+__all__ = ["draw_faces", "image_grid",
+           "distance_heatmap", "distance_histograms", "plot_roc", "detection_explorer", "pair_explorer"]
 
 
 def draw_faces(image: np.ndarray, faces: Sequence[Face], labels: Sequence[str] | None = None,
@@ -63,6 +64,194 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+# --- verification plots and explorers (notebooks 01-02) ---------------------------------------
+
+def distance_heatmap(distances: np.ndarray, thumbs: np.ndarray | None = None,
+                     labels: Sequence[str] | None = None, ax=None, zoom: float = 0.22,
+                     vmax: float = 2.0):
+    """Squared-L2 distance matrix (N, N) as a heatmap, with face thumbnails (uint8 (N, h, w, 3))
+    along both axes and identity blocks outlined when ``labels`` are given.
+
+    Taught in notebook 02. Colour scale 0..``vmax`` (distances above are clipped). Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+    from matplotlib.patches import Rectangle
+
+    d = np.asarray(distances, float)
+    n = len(d)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 7))
+    im = ax.imshow(d, cmap="viridis_r", vmin=0, vmax=vmax)
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="squared L2 distance")
+    if n <= 30:
+        for i in range(n):
+            for j in range(n):
+                ax.text(j, i, f"{d[i, j]:.2f}", ha="center", va="center", fontsize=6,
+                        color="black" if d[i, j] < vmax * 0.55 else "white")
+    if labels is not None:
+        lab = np.asarray(labels)
+        start = 0
+        for k in range(1, n + 1):
+            if k == n or lab[k] != lab[start]:
+                ax.add_patch(Rectangle((start - 0.5, start - 0.5), k - start, k - start, fill=False, ec="red", lw=1.5))
+                start = k
+    ax.set_xticks([])
+    ax.set_yticks([])
+    if thumbs is not None:
+        for i in range(n):
+            for xy, box in (((-0.5, i), (1.05, 0.5)), ((i, n - 0.5), (0.5, 1.05))):
+                ab = AnnotationBbox(OffsetImage(thumbs[i], zoom=zoom), xy, xycoords="data",
+                                    box_alignment=box, frameon=False, annotation_clip=False)
+                ax.add_artist(ab)
+    return ax
+
+
+def distance_histograms(distances: np.ndarray, same: np.ndarray, threshold: float | None = None,
+                        ax=None, bins: int = 60, title: str | None = None):
+    """Histograms of squared-L2 distances of same-person and different-person pairs, with the
+    decision ``threshold`` as a vertical line and the errors it makes in the legend.
+
+    Taught in notebook 02. Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    d = np.asarray(distances, float)
+    s = np.asarray(same, bool)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7, 3.5))
+    edges = np.linspace(0, max(2.5, float(d.max()) if len(d) else 2.5), bins + 1)
+    ax.hist(d[s], bins=edges, alpha=0.6, color="tab:green", label=f"same person ({int(s.sum())} pairs)", density=True)
+    ax.hist(d[~s], bins=edges, alpha=0.6, color="tab:red", label=f"different people ({int((~s).sum())})", density=True)
+    if threshold is not None:
+        fr = float(np.mean(d[s] >= threshold)) if s.any() else float("nan")
+        fa = float(np.mean(d[~s] < threshold)) if (~s).any() else float("nan")
+        ax.axvline(threshold, color="k", ls="--",
+                   label=f"threshold {threshold:.2f}: {100 * fr:.1f}% same rejected, {100 * fa:.1f}% different accepted")
+    ax.set_xlabel("squared L2 distance (0 = identical, 4 = opposite)")
+    ax.set_ylabel("density")
+    ax.legend(fontsize=8)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def plot_roc(distances: np.ndarray, same: np.ndarray, ax=None, threshold: float | None = None,
+             label: str | None = None, log_fpr: bool = False):
+    """ROC curve of "same if distance < t" (true accept rate vs false accept rate), AUC in the
+    legend, and the operating point of ``threshold`` marked. Taught in notebook 02. Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+
+    from .verify import roc_auc, roc_curve
+
+    fpr, tpr, _ = roc_curve(distances, same)
+    auc = roc_auc(distances, same)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4.5))
+    ax.plot(fpr, tpr, label=f"{label + ': ' if label else ''}AUC {auc:.4f}")
+    if threshold is not None:
+        d = np.asarray(distances, float)
+        s = np.asarray(same, bool)
+        x, y = float(np.mean(d[~s] < threshold)), float(np.mean(d[s] < threshold))
+        ax.plot([x], [y], "ko")
+        ax.annotate(f"t = {threshold:.2f}", (x, y), textcoords="offset points", xytext=(8, -12), fontsize=8)
+    if log_fpr:
+        ax.set_xscale("log")
+        ax.set_xlim(1e-4, 1)
+    else:
+        ax.plot([0, 1], [0, 1], color="0.7", ls=":")
+    ax.set_xlabel("false accept rate (different people called same)")
+    ax.set_ylabel("true accept rate")
+    ax.legend(loc="lower right", fontsize=8)
+    return ax
+
+
+def detection_explorer(images: dict, detector=None, confidence: float = 0.7, min_face_size: int = 20,
+                       max_size: int = 160, figsize: tuple[float, float] = (6, 5)):
+    """Widget: pick a photo, drag the O-Net confidence threshold and the minimum face size, see
+    the detections redrawn with the time they took.
+
+    ``images``: ``{name: RGB uint8 image}``. Drawn once on creation (so it shows in headless
+    runs too). Taught in notebook 01. Returns the ipywidgets box.
+    """
+    import time
+
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+
+    from .detect import get_detector
+
+    det = detector or get_detector()
+    names = list(images)
+    pick = W.Dropdown(options=names, value=names[0], description="photo")
+    conf = W.FloatSlider(value=confidence, min=0.5, max=0.999, step=0.01, description="confidence",
+                         continuous_update=False, readout_format=".2f")
+    size = W.IntSlider(value=min_face_size, min=12, max=max_size, step=4, description="min face px",
+                       continuous_update=False)
+    out = W.Output()
+
+    def update(*_):
+        img = images[pick.value]
+        t0 = time.perf_counter()
+        faces = det.detect(img, min_face_size=size.value,
+                           thresholds=(det.thresholds[0], det.thresholds[1], conf.value))
+        ms = 1000 * (time.perf_counter() - t0)
+        with out:
+            out.clear_output(wait=True)
+            fig, ax = plt.subplots(figsize=figsize)
+            draw_faces(img, faces, ax=ax)
+            ax.set_title(f"{len(faces)} face(s) with confidence > {conf.value:.2f} and size >= "
+                         f"{size.value} px; {ms:.0f} ms", fontsize=9)
+            plt.show()
+
+    for w in (pick, conf, size):
+        w.observe(update, names="value")
+    update()
+    return W.VBox([W.HBox([pick, conf, size]), out])
+
+
+def pair_explorer(crops: np.ndarray, embeddings: np.ndarray, names: Sequence[str], threshold: float | None = None,
+                  a: int = 0, b: int = 1):
+    """Widget: choose two faces (dropdowns), see both crops, their squared-L2 distance and the
+    verdict at the threshold (slider, default :data:`facekit.verify.DEFAULT_THRESHOLD`).
+
+    crops: uint8 (N, h, w, 3); embeddings: (N, D) unit rows; names: N captions. Drawn once on
+    creation. Taught in notebook 02. Returns the ipywidgets box.
+    """
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+
+    from .verify import DEFAULT_THRESHOLD, verify
+
+    opts = [(f"{i}: {n}", i) for i, n in enumerate(names)]
+    da = W.Dropdown(options=opts, value=a, description="face A")
+    db = W.Dropdown(options=opts, value=b, description="face B")
+    th = W.FloatSlider(value=DEFAULT_THRESHOLD if threshold is None else threshold, min=0.2, max=2.0, step=0.01,
+                       description="threshold", continuous_update=False, readout_format=".2f")
+    out = W.Output()
+
+    def update(*_):
+        same, d = verify(embeddings[da.value], embeddings[db.value], threshold=th.value)
+        with out:
+            out.clear_output(wait=True)
+            fig, axes = plt.subplots(1, 2, figsize=(5, 2.9))
+            for ax, i in zip(axes, (da.value, db.value)):
+                ax.imshow(crops[i])
+                ax.set_title(str(names[i]), fontsize=9)
+                ax.set_axis_off()
+            verdict = "SAME person" if same else "DIFFERENT people"
+            fig.suptitle(f"distance {d:.3f} {'<' if same else '>='} {th.value:.2f}  ->  {verdict}",
+                         color="green" if same else "red", fontsize=10)
+            fig.tight_layout()
+            plt.show()
+
+    for w in (da, db, th):
+        w.observe(update, names="value")
+    update()
+    return W.VBox([W.HBox([da, db]), th, out])
 
 
 # --- triplet loss (notebook 03) ---------------------------------------------------------------
