@@ -193,12 +193,12 @@ class LiveRecognizer:
         40: webcam faces are large; use 20 for a far-away camera).
     detect_every : refine the tracked faces every N frames (default 3); frames in between only
         carry the boxes by optical flow (a few milliseconds).
-    scan_every : scan the whole frame for new faces every N frames (default 15, i.e. a new face
-        is picked up within about a second at 15 fps); with no face tracked, every
-        ``detect_every`` frames.
+    scan_every : scan the whole frame for new faces every N frames (default 10, i.e. a new face
+        is picked up within 2/3 s at 15 fps); with no face tracked, every ``detect_every``
+        frames, and on the frame after a face was lost.
     full_scan_every : every N-th scan looks for faces down to ``min_face_size`` even when the
         tracked faces are large (the others look for faces >= half the smallest tracked one).
-    reembed_every : embed a tracked face again after N frames (default 30), so a wrong early
+    reembed_every : embed a tracked face again after N frames (default 45), so a wrong early
         name is corrected and a face that turned towards the camera gets a better embedding.
     memory : the name of a track comes from the mean of its last ``memory`` embeddings (5).
     max_embed_per_frame : at most this many faces are embedded per frame (bounds the latency
@@ -207,7 +207,7 @@ class LiveRecognizer:
     """
 
     def __init__(self, identifier=None, *, threshold: float | None = None, min_face_size: float = 40,
-                 detect_every: int = 3, scan_every: int = 15, reembed_every: int = 30, memory: int = 5,
+                 detect_every: int = 3, scan_every: int = 10, reembed_every: int = 45, memory: int = 5,
                  iou_threshold: float = 0.3, max_misses: int = 2, max_embed_per_frame: int = 3,
                  full_scan_every: int = 2, gallery_path=None, detector: Detector | None = None,
                  embedder: Embedder | None = None):
@@ -660,15 +660,19 @@ def refine_faces(detector: Detector, image: np.ndarray, boxes) -> list[Face | No
 
     Returns one :class:`Face` or None (no face there any more) per box, in frame pixels, or
     None when ``detector`` offers no way to do it (then scan instead). Uses
-    ``detector.refine(image, boxes)`` when the detector has one, else the R-Net and O-Net of
-    ``detector.mtcnn`` (compiled with ``tf.function`` once: ~10x faster than eager calls) with
-    mtcnn's own box arithmetic. Taught in notebook 06 (tracking).
+    ``detector.refine(image, boxes)`` when the detector has one, else its R-Net and O-Net
+    (``detector.compiled_nets()``, the traced networks of a fast :class:`Detector`, or the eager
+    Keras models of ``detector.mtcnn``) with mtcnn's own box arithmetic, as mtcnn's R-Net and
+    O-Net stages do. Taught in notebook 06 (tracking).
     """
     fn = getattr(detector, "refine", None)
     if callable(fn):
         return fn(image, boxes)
     try:
-        rnet, onet = detector.mtcnn.stages[1], detector.mtcnn.stages[2]
+        if callable(getattr(detector, "compiled_nets", None)):
+            _, rnet, onet = detector.compiled_nets()  # traced once by the detector: ~10x eager speed
+        else:
+            rnet, onet = detector.mtcnn.stages[1]._model, detector.mtcnn.stages[2]._model
         from mtcnn.utils.bboxes import (adjust_bboxes, pick_matches, replace_confidence, resize_to_square,
                                         smart_nms_from_bboxes)
         from mtcnn.utils.images import extract_patches
@@ -693,7 +697,7 @@ def refine_faces(detector: Detector, image: np.ndarray, boxes) -> list[Face | No
     lock = getattr(detector, "_lock", None) or contextlib.nullcontext()
     with lock:
         # R-Net (as mtcnn's StageRNet): re-score and regress the boxes at 24x24
-        off, scores = _compiled(rnet._model, 24)(extract_patches(x, rows, expected_size=(24, 24)))
+        off, scores = rnet(extract_patches(x, rows, expected_size=(24, 24)))
         rows = replace_confidence(rows, scores)
         rows = adjust_bboxes(rows, off)
         rows = pick_matches(rows, score_threshold=th[1])
@@ -702,7 +706,7 @@ def refine_faces(detector: Detector, image: np.ndarray, boxes) -> list[Face | No
             rows = resize_to_square(rows)
         if len(rows):
             # O-Net (as mtcnn's StageONet): 48x48, final box, five landmarks
-            off, lms, scores = _compiled(onet._model, 48)(extract_patches(x, rows, expected_size=(48, 48)))
+            off, lms, scores = onet(extract_patches(x, rows, expected_size=(48, 48)))
             lms = adjust_landmarks(lms, rows)
             rows = replace_confidence(rows, scores)
             rows = adjust_bboxes(rows, off)
@@ -723,21 +727,6 @@ def refine_faces(detector: Detector, image: np.ndarray, boxes) -> list[Face | No
     for bi, fi in _greedy_match(iou_matrix(b, fb), 0.2):
         result[bi] = faces[fi]
     return result
-
-
-_compiled_nets: dict = {}
-
-
-def _compiled(model, size: int):
-    """``model`` (a Keras net of mtcnn) wrapped in a ``tf.function`` for (N, size, size, 3) input."""
-    key = id(model)
-    hit = _compiled_nets.get(key)
-    if hit is None or hit[0] is not model:
-        import tensorflow as tf
-
-        fn = tf.function(lambda t: model(t), input_signature=[tf.TensorSpec([None, size, size, 3], tf.float32)])
-        hit = _compiled_nets[key] = (model, fn)
-    return hit[1]
 
 
 def _ms(t0: float) -> float:
