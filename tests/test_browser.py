@@ -166,7 +166,7 @@ NOTEBOOK_STATE = """() => {
 }"""
 
 
-def test_notebook_06_recognises_the_webcam_in_jupyterlab(pw, chromium, detector, tmp_path):
+def test_notebook_06_recognises_the_webcam_in_jupyterlab(pw, chromium, detector, tmp_path, capsys):
     """JupyterLab + Chromium + fake webcam (.y4m of sample faces) + notebook 06 in small mode."""
     import nbformat
     from notebook_runner import inject_parameters
@@ -229,8 +229,10 @@ def test_notebook_06_recognises_the_webcam_in_jupyterlab(pw, chromium, detector,
             raise
         finally:
             browser.close()
-    print(f"browser test: widget after {t_widget:.0f} s, named after {t_named:.0f} s, enrolled after "
-          f"{t_enrolled:.0f} s; seen: {seen!r} then {after!r}; {stats}; status {status!r}; screenshot: {shot}")
+    with capsys.disabled():  # shown even when pytest captures output: where the screenshot is
+        print(f"\nbrowser test: widget after {t_widget:.0f} s, named after {t_named:.0f} s, enrolled after "
+              f"{t_enrolled:.0f} s; seen: {seen!r} then {after!r}; {stats}; status {status!r}; "
+              f"screenshot: {shot}")
     assert "elton_john" in seen and "unknown" in seen and "mindy" not in seen, seen
     assert "elton_john" in after and "mindy" in after and "unknown" not in after, after
     assert "enrolled mindy (5 shots)" in status, status
