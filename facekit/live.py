@@ -37,7 +37,7 @@ import numpy as np
 from .align import align_face
 from .detect import Detector, Face, get_detector
 from .embed import Embedder, get_embedder
-from .identify import UNKNOWN
+from .identify import UNKNOWN, FaceIdentifier
 
 __all__ = [
     "LiveRecognizer", "LiveFace", "FrameResult", "Track", "PENDING", "UNKNOWN",
@@ -203,6 +203,10 @@ class LiveRecognizer:
     memory : the name of a track comes from the mean of its last ``memory`` embeddings (5).
     max_embed_per_frame : at most this many faces are embedded per frame (bounds the latency
         when many faces appear at once; the others are embedded on the next detections).
+    iou_threshold : a detection continues a track when their boxes overlap at least this much
+        (intersection over union, default 0.3).
+    max_misses : a track survives this many detections that miss it (default 2: a blink of
+        occlusion or motion blur does not lose the name).
     gallery_path : where :meth:`enroll` saves the gallery (``FaceIdentifier.save``; no pickle).
     """
 
@@ -211,8 +215,11 @@ class LiveRecognizer:
                  iou_threshold: float = 0.3, max_misses: int = 2, max_embed_per_frame: int = 3,
                  full_scan_every: int = 2, gallery_path=None, detector: Detector | None = None,
                  embedder: Embedder | None = None):
-        if detect_every < 1 or scan_every < 1 or full_scan_every < 1 or reembed_every < 1 or memory < 1 or max_embed_per_frame < 1:
-            raise ValueError("detect_every, reembed_every, memory and max_embed_per_frame must be >= 1")
+        counts = dict(detect_every=detect_every, scan_every=scan_every, full_scan_every=full_scan_every,
+                      reembed_every=reembed_every, memory=memory, max_embed_per_frame=max_embed_per_frame)
+        bad = {k: v for k, v in counts.items() if int(v) < 1}
+        if bad:
+            raise ValueError(f"these must be >= 1: {bad}")
         self.identifier = identifier
         self._threshold = None if threshold is None else float(threshold)
         self.min_face_size = float(min_face_size)
@@ -307,8 +314,6 @@ class LiveRecognizer:
     def enroll(self, embeddings: np.ndarray, name: str):
         """Add ``embeddings (N, d)`` of ``name`` to the gallery (a new person or more shots) and save
         it to ``gallery_path`` when set. Returns the identifier."""
-        from .identify import FaceIdentifier
-
         name = _check_name(name)
         embs = np.asarray(embeddings, np.float32)
         if embs.ndim != 2 or len(embs) == 0:
