@@ -194,9 +194,88 @@ class Detector:
             with self._lock:
                 if self._nets is None:
                     self._nets = tuple(
-                        tf.function(lambda x, m=m: m(x), input_signature=[tf.TensorSpec(shape, tf.float32)])
-                        for m, shape in zip(models, [(None, None, None, 3), (None, 24, 24, 3), (None, 48, 48, 3)]))
+                        tf.function(_plain_net(m, steps, heads), input_signature=[tf.TensorSpec(shape, tf.float32)])
+                        for m, (steps, heads), shape in zip(models, _NET_LAYERS, _NET_INPUTS))
         return self._nets
+
+
+# mtcnn 1.0's P-, R- and O-Net: the layers their call() runs, in order, then the output heads
+_NET_LAYERS = (
+    ("conv1 prelu1 maxpool1 conv2 prelu2 conv3 prelu3".split(), ["conv4_1", "conv4_2"]),
+    ("conv1 prelu1 maxpool1 conv2 prelu2 maxpool2 conv3 prelu3 permute flatten fc4 prelu4".split(),
+     ["fc5_1", "fc5_2"]),
+    ("conv1 prelu1 maxpool1 conv2 prelu2 maxpool2 conv3 prelu3 maxpool3 conv4 prelu4 permute flatten fc5 "
+     "prelu5".split(), ["fc6_1", "fc6_2", "fc6_3"]),
+)
+_NET_INPUTS = ((None, None, None, 3), (None, 24, 24, 3), (None, 48, 48, 3))
+
+
+def _plain_net(model, steps: list[str], heads: list[str]):
+    """``model`` (an mtcnn Keras network) as plain TensorFlow ops with the same weights.
+
+    Same arithmetic as the Keras layers, with fewer ops: conv + bias (fused by grappler),
+    PReLU as ``max(x, alpha * x)`` (equal to Keras' ``relu(x) - alpha * relu(-x)`` bit for bit
+    when 0 <= alpha <= 1, which holds for mtcnn's weights; otherwise Keras' formula).
+    Falls back to calling the Keras model when a layer is not of a known kind.
+    """
+    import keras
+    import tensorflow as tf
+
+    L = keras.layers
+    ops = []
+    try:
+        for name in steps + heads:
+            layer = getattr(model, name)
+            if type(layer) is L.Conv2D or type(layer) is L.Dense:
+                act = layer.activation.__name__
+                if act not in ("linear", "softmax") or (isinstance(layer, L.Conv2D) and (
+                        tuple(layer.dilation_rate) != (1, 1) or layer.data_format != "channels_last")):
+                    raise NotImplementedError(name)
+                w = tf.constant(np.asarray(layer.kernel, np.float32))
+                b = tf.constant(np.asarray(layer.bias, np.float32))
+                if isinstance(layer, L.Conv2D):
+                    ops.append(("conv", (w, b, (1, *layer.strides, 1), layer.padding.upper(), act)))
+                else:
+                    ops.append(("dense", (w, b, act)))
+            elif isinstance(layer, L.PReLU):
+                alpha = np.asarray(layer.alpha, np.float32)
+                ops.append(("prelu", (tf.constant(alpha), bool(np.all((alpha >= 0) & (alpha <= 1))))))
+            elif isinstance(layer, L.MaxPooling2D):
+                ops.append(("maxpool", (layer.pool_size, layer.strides, layer.padding.upper())))
+            elif isinstance(layer, L.Permute):
+                ops.append(("permute", (0, *layer.dims)))
+            elif isinstance(layer, L.Flatten):
+                ops.append(("flatten", None))
+            else:
+                raise NotImplementedError(name)
+    except (AttributeError, NotImplementedError):
+        return lambda x: model(x)
+
+    def run(x):
+        outs = []
+        for i, (kind, a) in enumerate(ops):
+            inp = x
+            if kind == "conv":
+                y = tf.nn.bias_add(tf.nn.conv2d(inp, a[0], a[2], a[3]), a[1])
+                y = tf.nn.softmax(y) if a[4] == "softmax" else y
+            elif kind == "dense":
+                y = tf.nn.bias_add(tf.matmul(inp, a[0]), a[1])
+                y = tf.nn.softmax(y) if a[2] == "softmax" else y
+            elif kind == "prelu":
+                y = tf.maximum(inp, a[0] * inp) if a[1] else tf.nn.relu(inp) - a[0] * tf.nn.relu(-inp)
+            elif kind == "maxpool":
+                y = tf.nn.max_pool2d(inp, a[0], a[1], a[2])
+            elif kind == "permute":
+                y = tf.transpose(inp, a)
+            else:  # flatten
+                y = tf.reshape(inp, [tf.shape(inp)[0], -1])
+            if i >= len(steps):
+                outs.append(y)  # heads all read the trunk's output
+            else:
+                x = y
+        return outs
+
+    return run
 
 
 def _run_fast(nets, img: np.ndarray, scales: np.ndarray, th: tuple[float, float, float]) -> np.ndarray:

@@ -343,16 +343,24 @@ def build_graph_fn(g: FoldedGraph, winograd: dict[str, int] | None = None):
     import tensorflow as tf
 
     winograd = winograd or {}
+    cache = g.__dict__.setdefault("_tf_constants", {})  # shared by every function built from g
+
+    def const(key, make):
+        if key not in cache:
+            cache[key] = tf.constant(np.asarray(make(), np.float32))
+        return cache[key]
+
     consts = {}
     for k in g.order:
         n = g.nodes[k]
         if n.kind in ("conv", "dense"):
-            b = tf.constant(n.attrs["b"].astype(np.float32))
+            b = const((k, "b"), lambda: n.attrs["b"])
             if k in winograd:
-                U, Tin, Tout = _winograd_constants(n.attrs["w"], winograd[k])
-                consts[k] = ("winograd", tuple(tf.constant(a.astype(np.float32)) for a in (U, Tin, Tout)), b)
+                m = winograd[k]
+                parts = _winograd_constants(n.attrs["w"], m)
+                consts[k] = ("winograd", tuple(const((k, m, i), lambda a=a: a) for i, a in enumerate(parts)), b)
             else:
-                consts[k] = ("direct", tf.constant(n.attrs["w"].astype(np.float32)), b)
+                consts[k] = ("direct", const((k, "w"), lambda: n.attrs["w"]), b)
 
     def run(x):
         vals, splits = {}, {}
