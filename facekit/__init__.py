@@ -23,6 +23,12 @@ _EXPORTS = {
     "FaceSet": "datasets", "load_folder": "datasets", "load_celebrities": "datasets",
     "lfw_pairs": "datasets", "lfw_people": "datasets",
     "cache_dir": "registry", "FetchError": "registry", "ChecksumError": "registry",
+    # notebook 03
+    "triplet_loss": "triplet", "PKSampler": "triplet", "TripletNet": "triplet",
+    "lfw_face_crops": "triplet", "split_identities": "triplet", "make_pairs": "triplet",
+    # notebook 06
+    "LiveRecognizer": "live", "FrameResult": "live", "make_demo_scene": "live", "run_source": "live",
+    "CameraWidget": "camera", "VideoSource": "camera",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
