@@ -13,7 +13,8 @@ import numpy as np
 from .detect import Face
 
 __all__ = ["draw_faces", "image_grid",
-           "distance_heatmap", "distance_histograms", "plot_roc", "detection_explorer", "pair_explorer"]
+           "distance_heatmap", "distance_histograms", "plot_roc", "detection_explorer", "pair_explorer",
+           "figure_png"]
 
 
 def draw_faces(image: np.ndarray, faces: Sequence[Face], labels: Sequence[str] | None = None,
@@ -169,6 +170,23 @@ def plot_roc(distances: np.ndarray, same: np.ndarray, ax=None, threshold: float 
     return ax
 
 
+def figure_png(fig, dpi: int = 90) -> bytes:
+    """Render a matplotlib figure to PNG bytes and close it (for ``ipywidgets.Image``).
+
+    The explorers below redraw into an ``Image`` widget rather than an ``Output`` widget: headless
+    runs (nbclient, the tests) answer Output widgets on the kernel's shell channel while waiting on
+    it, which can lose the cell's reply and hang (jupyter/nbclient#312).
+    """
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()
+
+
 def detection_explorer(images: dict, detector=None, confidence: float = 0.7, min_face_size: int = 20,
                        max_size: int = 160, figsize: tuple[float, float] = (6, 5)):
     """Widget: pick a photo, drag the O-Net confidence threshold and the minimum face size, see
@@ -191,7 +209,7 @@ def detection_explorer(images: dict, detector=None, confidence: float = 0.7, min
                          continuous_update=False, readout_format=".2f")
     size = W.IntSlider(value=min_face_size, min=12, max=max_size, step=4, description="min face px",
                        continuous_update=False)
-    out = W.Output()
+    view = W.Image(format="png")
 
     def update(*_):
         img = images[pick.value]
@@ -199,18 +217,16 @@ def detection_explorer(images: dict, detector=None, confidence: float = 0.7, min
         faces = det.detect(img, min_face_size=size.value,
                            thresholds=(det.thresholds[0], det.thresholds[1], conf.value))
         ms = 1000 * (time.perf_counter() - t0)
-        with out:
-            out.clear_output(wait=True)
-            fig, ax = plt.subplots(figsize=figsize)
-            draw_faces(img, faces, ax=ax)
-            ax.set_title(f"{len(faces)} face(s) with confidence > {conf.value:.2f} and size >= "
-                         f"{size.value} px; {ms:.0f} ms", fontsize=9)
-            plt.show()
+        fig, ax = plt.subplots(figsize=figsize)
+        draw_faces(img, faces, ax=ax)
+        ax.set_title(f"{len(faces)} face(s) with confidence > {conf.value:.2f} and size >= "
+                     f"{size.value} px; {ms:.0f} ms", fontsize=9)
+        view.value = figure_png(fig)
 
     for w in (pick, conf, size):
         w.observe(update, names="value")
     update()
-    return W.VBox([W.HBox([pick, conf, size]), out])
+    return W.VBox([W.HBox([pick, conf, size]), view])
 
 
 def pair_explorer(crops: np.ndarray, embeddings: np.ndarray, names: Sequence[str], threshold: float | None = None,
@@ -231,27 +247,25 @@ def pair_explorer(crops: np.ndarray, embeddings: np.ndarray, names: Sequence[str
     db = W.Dropdown(options=opts, value=b, description="face B")
     th = W.FloatSlider(value=DEFAULT_THRESHOLD if threshold is None else threshold, min=0.2, max=2.0, step=0.01,
                        description="threshold", continuous_update=False, readout_format=".2f")
-    out = W.Output()
+    view = W.Image(format="png")
 
     def update(*_):
         same, d = verify(embeddings[da.value], embeddings[db.value], threshold=th.value)
-        with out:
-            out.clear_output(wait=True)
-            fig, axes = plt.subplots(1, 2, figsize=(5, 2.9))
-            for ax, i in zip(axes, (da.value, db.value)):
-                ax.imshow(crops[i])
-                ax.set_title(str(names[i]), fontsize=9)
-                ax.set_axis_off()
-            verdict = "SAME person" if same else "DIFFERENT people"
-            fig.suptitle(f"distance {d:.3f} {'<' if same else '>='} {th.value:.2f}  ->  {verdict}",
-                         color="green" if same else "red", fontsize=10)
-            fig.tight_layout()
-            plt.show()
+        fig, axes = plt.subplots(1, 2, figsize=(5, 2.9))
+        for ax, i in zip(axes, (da.value, db.value)):
+            ax.imshow(crops[i])
+            ax.set_title(str(names[i]), fontsize=9)
+            ax.set_axis_off()
+        verdict = "SAME person" if same else "DIFFERENT people"
+        fig.suptitle(f"distance {d:.3f} {'<' if same else '>='} {th.value:.2f}  ->  {verdict}",
+                     color="green" if same else "red", fontsize=10)
+        fig.tight_layout()
+        view.value = figure_png(fig)
 
     for w in (da, db, th):
         w.observe(update, names="value")
     update()
-    return W.VBox([W.HBox([da, db]), th, out])
+    return W.VBox([W.HBox([da, db]), th, view])
 
 
 # --- triplet loss (notebook 03) ---------------------------------------------------------------
