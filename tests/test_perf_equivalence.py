@@ -163,3 +163,14 @@ def test_fast_detector_odd_images(sample_photos, detector):
     huge = cv2.resize(img, None, fx=3000 / max(img.shape[:2]), fy=3000 / max(img.shape[:2]))
     faces = detector.detect(huge)
     assert faces and max(f.box[2] for f in faces) > 1280  # boxes in full-resolution pixels
+
+
+def test_no_retracing(detector, embedder, sample_photos, rng):
+    """One trace per network whatever the image size / batch size (mtcnn 1.0 re-dispatched eagerly)."""
+    for img in (sample_photos[0], sample_photos[0][::2, ::3], np.ascontiguousarray(sample_photos[2][:300, :200])):
+        detector.detect(img)
+    for fn in detector.compiled_nets():
+        assert fn.experimental_get_tracing_count() == 1
+    for n in (1, 2, 3):
+        embedder.embed(rng.integers(0, 256, (n, 160, 160, 3), dtype=np.uint8))
+    assert embedder._fn_small.experimental_get_tracing_count() == 1
