@@ -151,8 +151,8 @@ class Embedder:
 
                 try:
                     graph = fold_keras_model(model)
-                except NotImplementedError:  # a layer fastgraph does not know: run Keras
-                    graph = None
+                except (NotImplementedError, AttributeError, TypeError, ValueError):
+                    graph = None  # a layer or model structure fastgraph does not know: run Keras
             if graph is None:
                 fn = fn_small = compiled(lambda x: model(x, training=False))
             else:
