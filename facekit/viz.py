@@ -12,7 +12,7 @@ import numpy as np
 
 from .detect import Face
 
-__all__ = ["draw_faces", "image_grid",
+__all__ = ["draw_faces", "image_grid", "scatter_thumbnails",
            "distance_heatmap", "distance_histograms", "plot_roc", "detection_explorer", "pair_explorer",
            "figure_png"]
 
@@ -65,6 +65,41 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None
         fig.suptitle(suptitle)
     fig.tight_layout()
     return fig
+
+
+def scatter_thumbnails(points: np.ndarray, labels: Sequence[str] | None = None,
+                       thumbs: np.ndarray | None = None, ax=None, max_thumbs: int = 150,
+                       zoom: float = 0.45, random_state: int = 0, legend: bool = True, s: float = 12):
+    """A 2-D map (e.g. UMAP of embeddings): points coloured by ``labels``, with face thumbnails
+    (uint8 (N, h, w, 3)) drawn on up to ``max_thumbs`` random points, framed in their colour.
+
+    Taught in notebook 05. Returns the axes.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.offsetbox import AnnotationBbox, OffsetImage
+
+    pts = np.asarray(points, dtype=float)
+    if ax is None:
+        _, ax = plt.subplots(figsize=(8, 8))
+    names = sorted(set(labels)) if labels is not None else [""]
+    lab = np.asarray(labels) if labels is not None else np.full(len(pts), "")
+    cmap = plt.get_cmap("tab20" if len(names) > 10 else "tab10")
+    colour = {n: cmap(i % cmap.N) for i, n in enumerate(names)}
+    for n in names:
+        m = lab == n
+        ax.scatter(pts[m, 0], pts[m, 1], s=s, color=colour[n], label=n if labels is not None else None)
+    if thumbs is not None and max_thumbs > 0:
+        rng = np.random.default_rng(random_state)
+        pick = rng.permutation(len(pts))[:max_thumbs]
+        for i in pick:
+            box = AnnotationBbox(OffsetImage(thumbs[i], zoom=zoom), pts[i], frameon=True, pad=0.1,
+                                 bboxprops=dict(edgecolor=colour[lab[i]], lw=1.5))
+            ax.add_artist(box)
+    if legend and labels is not None and len(names) <= 20:
+        ax.legend(fontsize=7, markerscale=1.5, loc="best", framealpha=0.7)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
 
 
 # --- verification plots and explorers (notebooks 01-02) ---------------------------------------
