@@ -23,6 +23,11 @@ _EXPORTS = {
     "FaceSet": "datasets", "load_folder": "datasets", "load_celebrities": "datasets",
     "lfw_pairs": "datasets", "lfw_people": "datasets",
     "cache_dir": "registry", "FetchError": "registry", "ChecksumError": "registry",
+    # notebook 02
+    "verify": "verify", "evaluate_10fold": "verify", "pairwise_sq_l2": "verify",
+    # notebooks 04-05
+    "FaceIdentifier": "identify", "UNKNOWN": "identify", "identify_photo": "identify",
+    "cluster_faces": "cluster", "project": "cluster", "organise_album": "album",
     # notebook 03
     "triplet_loss": "triplet", "PKSampler": "triplet", "TripletNet": "triplet",
     "lfw_face_crops": "triplet", "split_identities": "triplet", "make_pairs": "triplet",
