@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import importlib
 import time
 
 import numpy as np
 import pytest
 
-from facekit import verify as V
+# the module, not the function facekit.verify (the package exports the function under the same name)
+V = importlib.import_module("facekit.verify")
 
 
 # --- distances ---------------------------------------------------------------------------
@@ -181,7 +183,7 @@ def test_lfw_small_subset(lfw_home_dir, embedder):
 
     pairs = lfw_pairs(data_home=lfw_home_dir.parent)
     res, embs = V.lfw_verification(pairs, per_fold=10, progress=False)
-    assert embs.a.shape == embs.b.shape == (100, 256)  # flip "concat": 128 plain + 128 mirrored
+    assert embs.a.shape == embs.b.shape == (100, 128)
     np.testing.assert_allclose(np.linalg.norm(embs.a, axis=1), 1.0, atol=1e-4)
     assert len(embs.no_face) <= 2  # MTCNN finds a face in (almost) every LFW image
     assert res.mean >= 0.95, str(res)
@@ -207,3 +209,23 @@ def test_lfw_no_face_policy(lfw_home_dir, embedder):
     assert no_face_det == []
     # the centre crop is a usable face crop: close to the detected-face embedding
     assert (V.sq_l2(e, e_det) < 0.6).all()
+
+
+@pytest.mark.slow
+def test_lfw_mirror_and_views(lfw_home_dir, embedder):
+    """flip="concat" and views concatenate unit embeddings: a distance is the mean over crops."""
+    from facekit.datasets import lfw_pairs
+
+    paths = lfw_pairs(data_home=lfw_home_dir.parent).paths[0].tolist()  # a same-person pair
+    kw = dict(cache=False, progress=False)
+    plain, _ = V.embed_lfw(paths, **kw)
+    both, _ = V.embed_lfw(paths, flip="concat", **kw)
+    tta, _ = V.embed_lfw(paths, flip="concat", views=V.TTA_VIEWS, **kw)
+    assert plain.shape == (2, 128) and both.shape == (2, 256) and tta.shape == (2, 512)
+    np.testing.assert_allclose(np.linalg.norm(tta, axis=1), 1.0, atol=1e-4)
+    np.testing.assert_allclose(both[:, :128] * np.sqrt(2), plain, atol=1e-4)
+    mirrored = both[:, 128:] * np.sqrt(2)
+    d = V.sq_l2(both[:1], both[1:])[0]
+    assert d == pytest.approx((V.sq_l2(plain[:1], plain[1:])[0] + V.sq_l2(mirrored[:1], mirrored[1:])[0]) / 2, abs=1e-4)
+    with pytest.raises(ValueError, match="only 'margin' and 'rotate'"):
+        V.embed_lfw(paths, views=[{"flip": "mean"}], **kw)
