@@ -139,7 +139,8 @@ def project(embeddings: np.ndarray, method: str = "umap", n_components: int = 2,
 
     ``"umap"`` (umap-learn; ``n_neighbors=15``, ``min_dist=0.1``, cosine metric by default),
     ``"pca"`` (linear: distances along the top variance directions) or ``"tsne"`` (scikit-learn;
-    ``perplexity=30`` capped at N-1). ``kwargs`` go to the underlying estimator.
+    ``perplexity=30`` capped at N-1; exact gradients up to 500 points, Barnes-Hut above).
+    ``kwargs`` go to the underlying estimator.
     """
     x = np.asarray(embeddings, dtype=np.float32)
     if method not in PROJECTIONS:
@@ -153,7 +154,9 @@ def project(embeddings: np.ndarray, method: str = "umap", n_components: int = 2,
     if method == "tsne":
         from sklearn.manifold import TSNE
 
-        kw = {"perplexity": min(30.0, len(x) - 1.0), "init": "pca", **kwargs}
+        # exact gradients are faster than Barnes-Hut below a few hundred points (and exact)
+        kw = {"perplexity": min(30.0, len(x) - 1.0), "init": "pca",
+              "method": "exact" if len(x) <= 500 else "barnes_hut", **kwargs}
         return TSNE(n_components=n_components, random_state=random_state, **kw).fit_transform(x).astype(np.float32)
     import warnings
 

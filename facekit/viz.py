@@ -69,9 +69,11 @@ def image_grid(images: Sequence[np.ndarray], titles: Sequence[str] | None = None
 
 def scatter_thumbnails(points: np.ndarray, labels: Sequence[str] | None = None,
                        thumbs: np.ndarray | None = None, ax=None, max_thumbs: int = 150,
-                       zoom: float = 0.45, random_state: int = 0, legend: bool = True, s: float = 12):
+                       zoom: float = 0.45, min_gap: float = 0.05, random_state: int = 0,
+                       legend: bool = True, s: float = 12):
     """A 2-D map (e.g. UMAP of embeddings): points coloured by ``labels``, with face thumbnails
-    (uint8 (N, h, w, 3)) drawn on up to ``max_thumbs`` random points, framed in their colour.
+    (uint8 (N, h, w, 3)) framed in their colour on up to ``max_thumbs`` random points at least
+    ``min_gap`` (fraction of the map's extent) apart, so thumbnails do not hide each other.
 
     Taught in notebook 05. Returns the axes.
     """
@@ -90,7 +92,13 @@ def scatter_thumbnails(points: np.ndarray, labels: Sequence[str] | None = None,
         ax.scatter(pts[m, 0], pts[m, 1], s=s, color=colour[n], label=n if labels is not None else None)
     if thumbs is not None and max_thumbs > 0:
         rng = np.random.default_rng(random_state)
-        pick = rng.permutation(len(pts))[:max_thumbs]
+        span = float(np.ptp(pts, axis=0).max()) or 1.0
+        pick: list[int] = []
+        for i in rng.permutation(len(pts)):
+            if len(pick) >= max_thumbs:
+                break
+            if not pick or np.min(np.abs(pts[pick] - pts[i]).max(axis=1)) >= min_gap * span:
+                pick.append(int(i))
         for i in pick:
             box = AnnotationBbox(OffsetImage(thumbs[i], zoom=zoom), pts[i], frameon=True, pad=0.1,
                                  bboxprops=dict(edgecolor=colour[lab[i]], lw=1.5))
@@ -421,3 +429,131 @@ def plot_training_history(histories: dict, smooth: int = 20, margin: float | Non
     axes[0].legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# --- identification and maps (notebooks 04-05) ---------------------------------------------
+
+__all__ += ["open_set_explorer", "identify_explorer", "umap_explorer"]
+
+
+def open_set_explorer(known_scores: np.ndarray, known_correct: np.ndarray, stranger_scores: np.ndarray,
+                      threshold: float = 0.8, bins: int = 60):
+    """Widget: drag the "unknown" threshold, see both score histograms and, at that threshold, the
+    share of enrolled faces named correctly / turned away and of strangers let in.
+
+    Scores: squared distances (lower = more "enrolled"); known_correct: the closed-set name was
+    right. Drawn once on creation. Taught in notebook 04. Returns the ipywidgets box.
+    """
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+
+    ks, kc, ss = np.asarray(known_scores), np.asarray(known_correct, bool), np.asarray(stranger_scores)
+    hi = float(max(ks.max(initial=0), ss.max(initial=0), threshold)) * 1.05 or 2.0
+    slider = W.FloatSlider(value=round(float(threshold), 2), min=0.0, max=round(hi, 2), step=0.01,
+                           description="threshold", continuous_update=False, readout_format=".2f")
+    view = W.Image(format="png")
+
+    def update(*_):
+        t = slider.value
+        acc = ks <= t
+        fig, ax = plt.subplots(figsize=(7, 3))
+        edges = np.linspace(0, hi, bins)
+        ax.hist(ks, edges, alpha=0.6, density=True, label="enrolled people")
+        ax.hist(ss, edges, alpha=0.6, density=True, label="strangers")
+        ax.axvline(t, color="k", ls="--")
+        ax.set_xlabel("squared distance to the nearest enrolled photo")
+        ax.set_title(f"threshold {t:.2f}: enrolled named correctly {np.mean(acc & kc):.3f}, turned away "
+                     f"{np.mean(~acc):.3f}; strangers let in {np.mean(ss <= t):.3f}", fontsize=9)
+        ax.legend(fontsize=8)
+        view.value = figure_png(fig)
+
+    slider.observe(update, names="value")
+    update()
+    return W.VBox([slider, view])
+
+
+def identify_explorer(identifier, photos: dict, figsize: tuple[float, float] = (7, 5)):
+    """Widget: pick a photo (or upload one) and see every face boxed with its name (or
+    "unknown") and score, from a fitted :class:`facekit.identify.FaceIdentifier`.
+
+    ``photos``: ``{caption: RGB uint8 image or file path}``. Drawn once on creation. Taught in
+    notebook 04. Returns the ipywidgets box.
+    """
+    import os
+    import tempfile
+
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+
+    from .identify import identify_photo
+    from .io import ImageLoadError, load_image
+
+    names = list(photos)
+    pick = W.Dropdown(options=names, value=names[0], description="photo")
+    upload = W.FileUpload(accept="image/*", multiple=False, description="or upload")
+    note = W.HTML()
+    view = W.Image(format="png")
+
+    def show(image, title):
+        faces, who, scores = identify_photo(image, identifier)
+        fig, ax = plt.subplots(figsize=figsize)
+        draw_faces(image, [f.face for f in faces], [f"{n} {s:.2f}" for n, s in zip(who, scores)], ax=ax,
+                   landmarks=False, show_confidence=False)
+        ax.set_title(f"{title}: {len(faces)} face(s)", fontsize=10)
+        view.value = figure_png(fig)
+        note.value = ""
+
+    def on_pick(*_):
+        p = photos[pick.value]
+        show(load_image(p) if isinstance(p, (str, os.PathLike)) else p, pick.value)
+
+    def on_upload(*_):
+        for item in upload.value:
+            suffix = os.path.splitext(item["name"])[1]
+            with tempfile.TemporaryDirectory() as tmp:  # load_image handles EXIF, formats, errors
+                path = os.path.join(tmp, "upload" + suffix)
+                with open(path, "wb") as f:
+                    f.write(bytes(item["content"]))
+                try:
+                    show(load_image(path), item["name"])
+                except ImageLoadError as exc:
+                    note.value = f"<b>{item['name']}</b>: {exc.reason}. {exc.fix}"
+
+    pick.observe(on_pick, names="value")
+    upload.observe(on_upload, names="value")
+    on_pick()
+    return W.VBox([W.HBox([pick, upload]), note, view])
+
+
+def umap_explorer(embeddings: np.ndarray, labels: Sequence[str], n_neighbors: int = 15, min_dist: float = 0.1,
+                  figsize: tuple[float, float] = (6, 6)):
+    """Widget: UMAP's ``n_neighbors`` and ``min_dist`` as sliders, the 2-D map redrawn (coloured
+    by ``labels``) with the time it took. Drawn once on creation. Taught in notebook 05.
+    Returns the ipywidgets box."""
+    import time
+
+    import ipywidgets as W
+    import matplotlib.pyplot as plt
+
+    from .cluster import project
+
+    x = np.asarray(embeddings)
+    nn = W.IntSlider(value=n_neighbors, min=2, max=max(3, min(100, len(x) - 1)), description="n_neighbors",
+                     continuous_update=False)
+    md = W.FloatSlider(value=min_dist, min=0.0, max=0.99, step=0.05, description="min_dist",
+                       continuous_update=False, readout_format=".2f")
+    view = W.Image(format="png")
+
+    def update(*_):
+        t0 = time.perf_counter()
+        p = project(x, "umap", n_neighbors=min(nn.value, len(x) - 1), min_dist=md.value)
+        fig, ax = plt.subplots(figsize=figsize)
+        scatter_thumbnails(p, labels, ax=ax, legend=False)
+        ax.set_title(f"n_neighbors={nn.value}, min_dist={md.value:.2f} ({time.perf_counter() - t0:.1f} s)",
+                     fontsize=10)
+        view.value = figure_png(fig)
+
+    for w in (nn, md):
+        w.observe(update, names="value")
+    update()
+    return W.VBox([W.HBox([nn, md]), view])
