@@ -40,10 +40,10 @@ __all__ = [
 UNKNOWN = "unknown"
 # Squared L2 distance to the nearest enrolled photo above which a face is "unknown". Chosen with
 # bench/identify.py on LFW (enrolled people vs strangers, see notebook 04): the threshold that
-# maximises balanced open-set accuracy on calibration people is 0.77-0.87 for personal-sized
-# galleries (3-10 people x 3-5 photos) and 0.67 for 31 people x 10+ photos (the more enrolled
-# photos, the closer a stranger gets to one of them). At 0.8, held-out test people: enrolled faces
-# named correctly 98.6-99.7%, strangers accepted 0.1-0.3% (small galleries) and 2.6% (large).
+# maximises balanced open-set accuracy on calibration people is 0.77-0.82 for personal-sized
+# galleries (3-10 people x 5-10 photos) and 0.67 for 31 people x 10+ photos (the more enrolled
+# photos, the closer a stranger gets to one of them). At 0.8, on held-out test people: enrolled
+# faces named correctly 98.9-99.7%, strangers accepted 0.1-0.6% (3-10 people) and 2.6% (31 people).
 DEFAULT_THRESHOLD = 0.8
 FORMAT_NAME = "facekit.FaceIdentifier"
 FORMAT_VERSION = 1
