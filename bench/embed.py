@@ -8,16 +8,19 @@ medians mean anything):
 
 - baseline: ``model.predict`` on one face per call, as keras-facenet's ``FaceNet.embeddings``
   and most tutorials do (prewhitened in numpy);
-- batched: ``facekit.embed.Embedder().embed`` on all crops (batch 32);
+- batched: ``facekit.embed.Embedder().embed`` on all crops (batch 32; default backend: the
+  folded graph exported to ONNX, run by ONNX Runtime);
 - single: ``Embedder().embed`` on one crop per call (latency of one face);
-- with ``--ablation`` also the unmodified Keras model as one ``tf.function`` (batch 32) and
-  the folded graph without Winograd convolutions (batch 32), to show what each technique buys.
+- with ``--ablation`` also the unmodified Keras model as one ``tf.function`` (batch 32), the
+  folded graph as a ``tf.function`` without and with Winograd convolutions
+  (``backend="tensorflow"``), to show what each technique buys.
 
 Prints each round, then ONE JSON line: batched_faces_per_s, single_face_ms,
 baseline_faces_per_s, speedup (batched / baseline), single_speedup, max_abs_diff (facekit vs the
 Keras model's embeddings, batched and single), gflops (2 x 1.417 GMAC x batched faces/s), the
 CPU seconds per face of each variant (``*_cpu_ms``: process time, less sensitive to other
-processes than wall time) and, with --ablation, ``keras_fn_faces_per_s``/``folded_faces_per_s``.
+processes than wall time) and, with --ablation, ``keras_fn_faces_per_s``/``folded_faces_per_s``/
+``tf_winograd_faces_per_s``.
 Targets on 2 quiet cores: batched >= 30 faces/s, >= 5x baseline, one face <= 50 ms.
 """
 
@@ -66,9 +69,10 @@ def main() -> None:
     emb = Embedder()
     t = time.perf_counter()
     emb.warmup()
-    print(f"load + fold + trace (one face): {time.perf_counter() - t:.1f} s", flush=True)
+    print(f"load compiled model + first face ({emb.backend}): {time.perf_counter() - t:.1f} s", flush=True)
     model = emb.keras_model
-    macs = conv_macs(emb._graph) if emb._graph is not None else 1.417e9
+    graph = emb.folded_graph()
+    macs = conv_macs(graph)
     x = prewhiten(crops)
 
     ref = model.predict(x, batch_size=32, verbose=0)
@@ -82,15 +86,19 @@ def main() -> None:
         "batched": (lambda: emb.embed(crops), len(crops)),
         "single": (lambda: [emb.embed(crops[i:i + 1]) for i in range(args.single)], args.single),
     }
-    if args.ablation and emb._graph is not None:
+    if args.ablation:
         spec = [tf.TensorSpec([None, EMBED_SIZE, EMBED_SIZE, 3], tf.float32)]
         keras_fn = tf.function(lambda t: model(t, training=False), input_signature=spec)
-        folded = tf.function(build_graph_fn(emb._graph), input_signature=spec)
-        print("winograd layers (batched):", sorted(winograd_plan(emb._graph, True).items()), flush=True)
+        folded = tf.function(build_graph_fn(graph), input_signature=spec)
+        print("winograd layers (batched):", sorted(winograd_plan(graph, True).items()), flush=True)
         for name, f in (("keras_fn", keras_fn), ("folded", folded)):
             y = f(x[:32]).numpy()
             print(f"{name}: max diff {np.abs(y - ref[:32]).max():.2e}", flush=True)
             variants[name] = (lambda f=f: [f(x[i:i + 32]).numpy() for i in range(0, len(x), 32)], len(x))
+        tfw = Embedder(backend="tensorflow")
+        tfw._model, tfw._graph = model, graph  # share the loaded model
+        print(f"tf_winograd: max diff {np.abs(tfw.embed(crops[:32]) - ref[:32] / np.linalg.norm(ref[:32], axis=1, keepdims=True)).max():.2e}", flush=True)
+        variants["tf_winograd"] = (lambda: tfw.embed(crops), len(crops))
     for name, (fn, _) in variants.items():  # warm every path (and the baseline's predict function)
         fn()
 
@@ -118,7 +126,7 @@ def main() -> None:
     }
     for k in variants:
         res[f"{k}_cpu_ms"] = round(medc[k] * 1e3, 1)
-    for k in ("keras_fn", "folded"):
+    for k in ("keras_fn", "folded", "tf_winograd"):
         if k in med:
             res[f"{k}_faces_per_s"] = round(1 / med[k], 2)
     res["load_avg_1min"] = round(os.getloadavg()[0], 2)

@@ -10,24 +10,28 @@ into it by layer name. It expects per-image standardisation ("prewhitening"):
 Models load lazily, once per process (:func:`get_embedder`).
 
 Speed (issue #7, ``bench/embed.py``): by default the Keras model is not run as such. Its layers
-are folded into a plain TensorFlow graph (:mod:`facekit.fastgraph`: BatchNorm and the residual
-scales folded into the convolutions, conv + bias + ReLU fused, 1x1 branches merged, the big 3x3 /
-1x7 convolutions as Winograd convolutions), traced once per input signature with the
-standardisation inside the graph. Embeddings equal the Keras model's to ~1e-6 (tested to 1e-4);
-``Embedder(fast=False)`` runs the unmodified Keras model instead.
+are folded into a small graph (:mod:`facekit.fastgraph`: BatchNorm and the residual scales folded
+into the convolutions, ReLU fused, 1x1 branches merged), exported once to ONNX with the
+standardisation and L2 normalisation inside (:mod:`facekit.onnxgraph`, cached as
+``cache_dir()/compiled/*.onnx``) and run by ONNX Runtime. Embeddings equal the Keras model's to
+~1e-6 (tested to 1e-4). ``Embedder(backend="tensorflow")`` runs the folded graph as a
+``tf.function`` with Winograd convolutions instead; ``backend="keras"`` the unmodified model.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from .io import as_rgb
-from .registry import MODELS, FetchError, model_path
+from .registry import MODELS, FetchError, cache_dir, model_path
 
-__all__ = ["Embedder", "get_embedder", "embed", "prewhiten", "fixed_standardize", "EMBED_SIZE"]
+__all__ = ["Embedder", "get_embedder", "embed", "prewhiten", "fixed_standardize", "onnx_path", "BACKENDS",
+           "EMBED_SIZE"]
 
 EMBED_SIZE = 160  # input side in pixels
 
@@ -79,6 +83,41 @@ def _build_keras_model(name: str):
         ) from exc
 
 
+BACKENDS = ("onnxruntime", "tensorflow", "keras")
+
+
+def onnx_path(model: str = "facenet128", build: bool = True) -> Path:
+    """Cached ONNX file of ``model``'s folded graph (:mod:`facekit.onnxgraph`), built on first
+    use from the Keras weights (needs TensorFlow and ``onnx`` once, ~10 s) and stored under
+    ``cache_dir()/compiled``. Later processes load it without importing TensorFlow."""
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
+    from .onnxgraph import EXPORT_VERSION
+
+    spec = MODELS[model]
+    path = cache_dir() / "compiled" / f"{model}-{spec.key}-v{EXPORT_VERSION}.onnx"
+    if path.exists() or not build:
+        return path
+    from .fastgraph import fold_keras_model
+    from .onnxgraph import export_onnx
+
+    blob = export_onnx(fold_keras_model(_build_keras_model(model)), (EMBED_SIZE, EMBED_SIZE),
+                       spec.standardization)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    tmp.write_bytes(blob)
+    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+    return path
+
+
+def _default_backend() -> str:
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "tensorflow"
+    return "onnxruntime"
+
+
 class Embedder:
     """Batched FaceNet embedding with the right standardisation for the chosen model.
 
@@ -87,22 +126,27 @@ class Embedder:
     model : registry name (default ``"facenet128"``, offline-capable). ``"facenet512"`` and
         ``"facenet512-casia"`` need internet on first use.
     batch_size : crops per forward pass (default 32: near the CPU throughput plateau).
-    fast : run the folded graph of :mod:`facekit.fastgraph` (default True: same embeddings to
-        ~1e-6, several times faster than ``model.predict``). False runs the Keras model itself.
+    backend : ``"onnxruntime"`` (default when installed: the folded graph exported to ONNX and
+        cached, fastest on a CPU, no TensorFlow import in a new process), ``"tensorflow"`` (the
+        folded graph with Winograd convolutions as a ``tf.function``) or ``"keras"`` (the
+        unmodified Keras model: the reference the others equal to ~1e-6).
     """
 
     #: chunks with fewer crops run the graph tuned for latency (no Winograd on small maps)
     SMALL_BATCH = 8
 
-    def __init__(self, model: str = "facenet128", batch_size: int = 32, fast: bool = True):
+    def __init__(self, model: str = "facenet128", batch_size: int = 32, backend: str | None = None):
         if model not in MODELS:
             raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        backend = backend or _default_backend()
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
         self.model_name = model
         self.spec = MODELS[model]
         self.batch_size = int(batch_size)
-        self.fast = bool(fast)
+        self.backend = backend
         self._model = None
         self._graph = None
         self._fn = None
@@ -116,9 +160,19 @@ class Embedder:
 
     @property
     def keras_model(self):
-        """The underlying Keras model (loaded on first access)."""
-        self._ensure()
-        return self._model
+        """The underlying Keras model (built on first access; imports TensorFlow)."""
+        with self._lock:
+            if self._model is None:
+                self._model = _build_keras_model(self.model_name)
+            return self._model
+
+    def folded_graph(self):
+        """The model as a :class:`facekit.fastgraph.FoldedGraph` (BatchNorm folded, built once)."""
+        if self._graph is None:
+            from .fastgraph import fold_keras_model
+
+            self._graph = fold_keras_model(self.keras_model)
+        return self._graph
 
     def _ensure(self) -> None:
         if self._fn is not None:
@@ -126,44 +180,75 @@ class Embedder:
         with self._lock:
             if self._fn is not None:
                 return
-            import tensorflow as tf
+            if self.backend == "onnxruntime":
+                self._fn, self._fn_small = self._onnx_fns()
+                return
+        # TensorFlow backends (keras_model/folded_graph take the lock themselves)
+        fns = self._tf_fns()
+        with self._lock:
+            if self._fn is None:
+                self._fn_small, self._fn = fns
 
-            model = _build_keras_model(self.model_name)
-            per_image = self.spec.standardization == "per_image"
-            spec = [tf.TensorSpec([None, EMBED_SIZE, EMBED_SIZE, 3], tf.uint8)]
+    def _onnx_fns(self):
+        import onnxruntime as ort
 
-            def compiled(net):
-                def fn(batch):
-                    x = tf.cast(batch, tf.float32)
-                    if per_image:
-                        mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
-                        std = tf.math.reduce_std(x, axis=[1, 2, 3], keepdims=True)
-                        x = (x - mean) / tf.maximum(std, 1.0 / np.sqrt(EMBED_SIZE * EMBED_SIZE * 3.0))
-                    else:
-                        x = (x - 127.5) / 128.0
-                    return tf.math.l2_normalize(net(x), axis=1)
+        path = onnx_path(self.model_name)
 
-                return tf.function(fn, input_signature=spec)
-
-            graph = None
-            if self.fast:
-                from .fastgraph import fold_keras_model
-
+        def session(batch: int | None):
+            so = ort.SessionOptions()
+            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            so.log_severity_level = 3
+            if batch:  # a fixed batch lets ONNX Runtime plan memory once (1 face: ~10 % faster)
+                so.add_free_dimension_override_by_name("N", batch)
+            try:
+                return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # truncated/corrupt cache file: rebuild once
+                path.unlink(missing_ok=True)
+                onnx_path(self.model_name)
                 try:
-                    graph = fold_keras_model(model)
-                except (NotImplementedError, AttributeError, TypeError, ValueError):
-                    graph = None  # a layer or model structure fastgraph does not know: run Keras
-            if graph is None:
-                fn = fn_small = compiled(lambda x: model(x, training=False))
-            else:
-                from .fastgraph import build_graph_fn, winograd_plan
+                    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+                except Exception:
+                    raise RuntimeError(f"cannot load the compiled model {path}: {exc}. "
+                                       "Fix: delete it (it is rebuilt) or use backend='tensorflow'.") from exc
 
-                fn = compiled(build_graph_fn(graph, winograd_plan(graph, batched=True)))
-                fn_small = compiled(build_graph_fn(graph, winograd_plan(graph, batched=False)))
-            self._model = model
-            self._graph = graph
-            self._fn_small = fn_small
-            self._fn = fn
+        batched, single = session(None), session(1)
+        return (lambda x: batched.run(None, {"crops": x})[0],
+                lambda x: np.concatenate([single.run(None, {"crops": x[i:i + 1]})[0] for i in range(len(x))]))
+
+    def _tf_fns(self):
+        import tensorflow as tf
+
+        model = self.keras_model
+        per_image = self.spec.standardization == "per_image"
+        spec = [tf.TensorSpec([None, EMBED_SIZE, EMBED_SIZE, 3], tf.uint8)]
+
+        def compiled(net):
+            def fn(batch):
+                x = tf.cast(batch, tf.float32)
+                if per_image:
+                    mean = tf.reduce_mean(x, axis=[1, 2, 3], keepdims=True)
+                    std = tf.math.reduce_std(x, axis=[1, 2, 3], keepdims=True)
+                    x = (x - mean) / tf.maximum(std, 1.0 / np.sqrt(EMBED_SIZE * EMBED_SIZE * 3.0))
+                else:
+                    x = (x - 127.5) / 128.0
+                return tf.math.l2_normalize(net(x), axis=1)
+
+            f = tf.function(fn, input_signature=spec)
+            return f
+
+        graph = None
+        if self.backend == "tensorflow":
+            try:
+                graph = self.folded_graph()
+            except (NotImplementedError, AttributeError, TypeError, ValueError):
+                graph = None  # a layer or model structure fastgraph does not know: run Keras
+        if graph is None:
+            fn = compiled(lambda x: model(x, training=False))
+            return fn, fn
+        from .fastgraph import build_graph_fn, winograd_plan
+
+        return (compiled(build_graph_fn(graph, winograd_plan(graph, batched=False))),
+                compiled(build_graph_fn(graph, winograd_plan(graph, batched=True))))
 
     def warmup(self) -> "Embedder":
         """Load the model and trace the graph now (first call otherwise pays it)."""
@@ -186,7 +271,7 @@ class Embedder:
         for i in starts:
             chunk = x[i:i + self.batch_size]
             fn = self._fn if len(chunk) >= self.SMALL_BATCH else self._fn_small
-            out.append(fn(chunk).numpy())
+            out.append(np.asarray(fn(chunk)))
         return np.concatenate(out).astype(np.float32, copy=False)
 
     __call__ = embed

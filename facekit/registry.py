@@ -201,9 +201,17 @@ def celebrity_dir() -> Path:
 
 
 def fetch_all() -> None:
-    """Fetch and verify everything the series needs offline (model + sample data)."""
+    """Fetch and verify everything the series needs offline (model + sample data), and build the
+    compiled (ONNX) embedding model once so that a new process embeds without TensorFlow."""
     print("facekit: model", model_path())
     print("facekit: sample data", celebrity_dir())
+    try:
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return
+    from .embed import onnx_path
+
+    print("facekit: compiled model", onnx_path())
 
 
 if __name__ == "__main__":  # python -m facekit.registry : used by the README's set-up commands

@@ -1,7 +1,9 @@
 """Issue #7: the fast paths give the same answers as the unoptimised models.
 
-- embedding: facekit's folded/Winograd graph vs the Keras model's ``predict`` on real sample
-  crops, batched and one face at a time (max abs difference <= 1e-4);
+- embedding: facekit's default backend (folded graph exported to ONNX, run by ONNX Runtime) and
+  the TensorFlow folded/Winograd graph vs the Keras model's ``predict`` on real sample crops,
+  batched and one face at a time (max abs difference <= 1e-4); the cached ONNX file is rebuilt
+  when damaged and a new process embeds without importing TensorFlow;
 - Winograd convolution and matrices vs direct convolution;
 - detection: the compiled detector vs mtcnn's own ``detect_faces`` (same pyramid) on sample
   photos, and a min_face_size sweep on a 640x480 frame (40 and 80 crashed mtcnn 1.0's pyramid).
@@ -21,7 +23,7 @@ TOL = 1e-4
 def test_fast_embedding_equals_keras_model(embedder, celeb_val):
     from facekit.embed import prewhiten
 
-    assert embedder.fast and embedder._graph is not None, "the folded graph must be in use by default"
+    assert embedder.backend == "onnxruntime", "the exported folded graph must be in use by default"
     crops = celeb_val.crops
     assert len(crops) >= embedder.SMALL_BATCH  # exercises the batched graph
     ref = embedder.keras_model.predict(prewhiten(crops), verbose=0)
@@ -43,20 +45,67 @@ def test_fast_embedding_equals_keras_on_other_inputs(embedder, rng):
     assert np.abs(embedder.embed(crops) - ref).max() <= TOL
 
 
-def test_unoptimised_embedder_is_available(embedder, celeb_val):
+@pytest.fixture(scope="module")
+def tf_embedder(embedder):
     from facekit.embed import Embedder
 
-    slow = Embedder(fast=False)
-    crops = celeb_val.crops[:2]
-    slow._ensure()
-    assert slow._graph is None
-    assert np.abs(slow.embed(crops) - embedder.embed(crops)).max() <= TOL
+    e = Embedder(backend="tensorflow")
+    e._model = embedder.keras_model  # share the loaded weights
+    return e
+
+
+def test_other_backends_agree(embedder, tf_embedder, celeb_val):
+    from facekit.embed import Embedder
+
+    slow = Embedder(backend="keras")
+    slow._model = embedder.keras_model
+    crops = celeb_val.crops[:10]
+    ref = slow.embed(crops)
+    assert slow._graph is None, "the keras backend must not fold anything"
+    assert np.abs(embedder.embed(crops) - ref).max() <= TOL
+    assert np.abs(tf_embedder.embed(crops) - ref).max() <= TOL  # Winograd path (batched)
+    assert np.abs(tf_embedder.embed(crops[:2]) - ref[:2]).max() <= TOL  # latency path
+    with pytest.raises(ValueError, match="backend"):
+        Embedder(backend="torch")
+
+
+def test_damaged_onnx_cache_is_rebuilt(embedder, celeb_val, tmp_path, monkeypatch):
+    import facekit.embed as fe
+
+    monkeypatch.setattr(fe, "cache_dir", lambda: tmp_path)
+    path = fe.onnx_path(build=False)
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b"not an onnx model")  # e.g. a download interrupted by a full disk
+    fresh = fe.Embedder()
+    fresh._model = embedder.keras_model
+    crops = celeb_val.crops[:3]
+    assert np.abs(fresh.embed(crops) - embedder.embed(crops)).max() <= TOL
+    assert path.stat().st_size > 50e6  # rebuilt in place
+
+
+def test_new_process_embeds_without_tensorflow(embedder, celeb_val, tmp_path):
+    """Cold start (issue #7): with the compiled model cached, no TensorFlow import at all."""
+    import subprocess
+    import sys
+
+    from facekit.embed import onnx_path
+
+    assert onnx_path(build=False).exists()  # the session fixture built it
+    np.save(tmp_path / "crops.npy", celeb_val.crops[:4])
+    code = ("import sys, numpy as np, facekit; "
+            f"e = facekit.embed(np.load({str(tmp_path / 'crops.npy')!r})); "
+            f"np.save({str(tmp_path / 'out.npy')!r}, e); "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-2:] == ["False", "False"]
+    assert np.abs(np.load(tmp_path / "out.npy") - embedder.embed(celeb_val.crops[:4])).max() <= TOL
 
 
 def test_folding_removed_batchnorm_and_merged_branches(embedder):
     from facekit.fastgraph import conv_macs, winograd_plan
 
-    g = embedder._graph
+    g = embedder.folded_graph()
     kinds = [g.nodes[k].kind for k in g.order]
     assert "affine" not in kinds and "identity" not in kinds, "every BatchNorm/scale/Dropout folded"
     assert kinds.count("slice") >= 2 * 5 + 2 * 10, "1x1 branches of every block merged"
@@ -165,12 +214,12 @@ def test_fast_detector_odd_images(sample_photos, detector):
     assert faces and max(f.box[2] for f in faces) > 1280  # boxes in full-resolution pixels
 
 
-def test_no_retracing(detector, embedder, sample_photos, rng):
+def test_no_retracing(detector, tf_embedder, sample_photos, rng):
     """One trace per network whatever the image size / batch size (mtcnn 1.0 re-dispatched eagerly)."""
     for img in (sample_photos[0], sample_photos[0][::2, ::3], np.ascontiguousarray(sample_photos[2][:300, :200])):
         detector.detect(img)
     for fn in detector.compiled_nets():
         assert fn.experimental_get_tracing_count() == 1
     for n in (1, 2, 3):
-        embedder.embed(rng.integers(0, 256, (n, 160, 160, 3), dtype=np.uint8))
-    assert embedder._fn_small.experimental_get_tracing_count() == 1
+        tf_embedder.embed(rng.integers(0, 256, (n, 160, 160, 3), dtype=np.uint8))
+    assert tf_embedder._fn_small.experimental_get_tracing_count() == 1
