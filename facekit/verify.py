@@ -28,7 +28,7 @@ import numpy as np
 __all__ = [
     "DEFAULT_THRESHOLD", "sq_l2", "pairwise_sq_l2", "cosine_to_sq_l2", "sq_l2_to_cosine", "verify",
     "accuracy_at", "best_threshold", "TenFoldResult", "evaluate_10fold", "roc_curve", "roc_auc",
-    "tar_at_far", "PUBLISHED_LFW", "LFWEmbeddings", "lfw_subset", "pick_subject", "detect_lfw",
+    "tar_at_far", "centered_cosine_distance", "evaluate_10fold_centered", "PUBLISHED_LFW", "LFWEmbeddings", "lfw_subset", "pick_subject", "detect_lfw",
     "embed_lfw", "embed_lfw_pairs", "lfw_verification", "LFW_FALLBACK_BOX", "TTA_VIEWS",
 ]
 
@@ -225,6 +225,45 @@ def evaluate_10fold(distances: np.ndarray, same: np.ndarray, folds: np.ndarray) 
     return TenFoldResult(np.asarray(accs), np.asarray(ths), t_all, a_all, auc, len(d))
 
 
+def centered_cosine_distance(a: np.ndarray, b: np.ndarray, mean: np.ndarray) -> np.ndarray:
+    """``2 - 2 cos(a - mean, b - mean)`` per row: float64 (M,), in [0, 4] like squared L2 of unit
+    vectors (equal to it when ``mean`` is zero)."""
+    a, b = _as_2d(a, "a").astype(np.float64) - mean, _as_2d(b, "b").astype(np.float64) - mean
+    cos = (a * b).sum(1) / np.maximum(np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1), 1e-12)
+    return 2.0 - 2.0 * cos
+
+
+def evaluate_10fold_centered(a: np.ndarray, b: np.ndarray, same: np.ndarray, folds: np.ndarray) -> TenFoldResult:
+    """:func:`evaluate_10fold` with facenet's ``--subtract_mean`` option: for each test fold, the
+    mean embedding of the OTHER folds' images is subtracted before the cosine distance
+    (:func:`centered_cosine_distance`), so no statistic of the test fold is used.
+
+    a, b: float (M, D) embeddings of each pair's two images. The reported ``threshold`` and
+    ``auc`` use the mean over all pairs. Shown in notebook 02 and ``bench/lfw.py`` as a variant:
+    the default verification rule (:func:`verify`) stays plain squared L2, which needs no mean.
+    """
+    a, b = _as_2d(a, "a"), _as_2d(b, "b")
+    s = np.asarray(same, bool).ravel()
+    f = np.asarray(folds).ravel()
+    if not (len(a) == len(b) == len(s) == len(f)):
+        raise ValueError(f"a {a.shape}, b {b.shape}, same {s.shape} and folds {f.shape} must have one row per pair")
+    ids = np.unique(f)
+    if len(ids) < 2:
+        raise ValueError("need at least 2 folds (LFW View 2 has 10)")
+    accs, ths = [], []
+    for k in ids:
+        train = f != k
+        mean = np.concatenate([a[train], b[train]]).astype(np.float64).mean(0)
+        d = centered_cosine_distance(a, b, mean)
+        t, _ = best_threshold(d[train], s[train])
+        ths.append(t)
+        accs.append(accuracy_at(d[~train], s[~train], t))
+    d = centered_cosine_distance(a, b, np.concatenate([a, b]).astype(np.float64).mean(0))
+    t_all, a_all = best_threshold(d, s)
+    auc = roc_auc(d, s) if s.any() and (~s).any() else float("nan")
+    return TenFoldResult(np.asarray(accs), np.asarray(ths), t_all, a_all, auc, len(d))
+
+
 def roc_curve(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """ROC of the rule ``distance < t``: ``(fpr, tpr, thresholds)`` as t sweeps (scikit-learn's).
 
@@ -262,7 +301,7 @@ def tar_at_far(distances: np.ndarray, same: np.ndarray, far: float = 1e-3) -> tu
 #: (``no_face``), never dropped. (With facekit's default detector, MTCNN finds a face in all 7,701.)
 LFW_FALLBACK_BOX = (78.0, 65.0, 170.0, 188.0)
 
-_SELECT = ("center", "confidence", "largest")
+_SELECT = ("center", "facenet", "confidence", "largest")
 _FLIP = (None, "concat", "mean")
 
 
@@ -291,10 +330,12 @@ def lfw_subset(pairs, per_fold: int | None, random_state: int = 0):
 def pick_subject(faces: Sequence, image_shape: tuple[int, int], select: str = "center"):
     """The face that is the photo's subject, or None.
 
-    ``"center"`` (default; the rule of facenet's ``align_dataset_mtcnn``): largest
-    ``box area - 2 * (distance of box centre to image centre)^2``, i.e. big and central; LFW
-    photos often show other people near the edges. ``"confidence"``: highest MTCNN confidence;
-    ``"largest"``: largest box.
+    ``"center"`` (default): the face whose box centre is nearest the image centre. LFW's
+    deep-funneled images are centred on the labelled person, who is not always the biggest face
+    (e.g. John_McEnroe_0001: a man in front of him has a larger box). ``"facenet"``: the rule of
+    facenet's ``align_dataset_mtcnn``, largest ``box area - 2 * (centre offset)^2`` (big and
+    central; picks the wrong man in that photo, one of the 7,701 images).
+    ``"confidence"``: highest MTCNN confidence; ``"largest"``: largest box.
     """
     if select not in _SELECT:
         raise ValueError(f"select must be one of {_SELECT}, got {select!r}")
@@ -306,11 +347,13 @@ def pick_subject(faces: Sequence, image_shape: tuple[int, int], select: str = "c
         return max(faces, key=lambda f: f.area)
     cy, cx = image_shape[0] / 2.0, image_shape[1] / 2.0
 
-    def score(f):
+    def offset2(f):
         bx, by = (f.box[0] + f.box[2]) / 2.0, (f.box[1] + f.box[3]) / 2.0
-        return f.area - 2.0 * ((bx - cx) ** 2 + (by - cy) ** 2)
+        return (bx - cx) ** 2 + (by - cy) ** 2
 
-    return max(faces, key=score)
+    if select == "center":
+        return min(faces, key=offset2)
+    return max(faces, key=lambda f: f.area - 2.0 * offset2(f))
 
 
 def _key(settings: dict) -> str:
@@ -495,8 +538,11 @@ class LFWEmbeddings:
         """Squared L2 distance of each pair: float64 (M,)."""
         return sq_l2(self.a, self.b)
 
-    def evaluate(self) -> TenFoldResult:
-        """:func:`evaluate_10fold` on these pairs."""
+    def evaluate(self, subtract_mean: bool = False) -> TenFoldResult:
+        """:func:`evaluate_10fold` on these pairs (squared L2), or with ``subtract_mean``
+        :func:`evaluate_10fold_centered` (facenet's ``validate_on_lfw --subtract_mean``)."""
+        if subtract_mean:
+            return evaluate_10fold_centered(self.a, self.b, self.same, self.fold)
         return evaluate_10fold(self.distances, self.same, self.fold)
 
 

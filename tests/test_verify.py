@@ -107,6 +107,35 @@ def test_evaluate_10fold_gaussian_matches_theory():
     assert np.all(np.abs(r.thresholds - 1.2) < 0.08)
 
 
+def test_subtract_mean_evaluation_known_answer():
+    """Embeddings = common offset + r * identity direction: the offset makes plain distances
+    useless (same pairs differ in r, different pairs share it), centring on the training folds'
+    mean removes it, and the cosine then separates perfectly."""
+    mu = np.array([0.0, 0.0, 3.0])
+    dirs = [np.array(v, float) for v in ([1, 0, 0], [0, 1, 0], [-1, 0, 0], [0, -1, 0])]
+    a, b, same, fold = [], [], [], []
+    for k in range(4):
+        for i, u in enumerate(dirs):
+            v = dirs[(i + 1) % 4]  # perpendicular identity
+            a += [mu + 0.1 * u, mu + 0.1 * u]
+            b += [mu + 1.0 * u, mu + 0.1 * v]
+            same += [True, False]
+            fold += [k, k]
+    a, b, same, fold = np.array(a), np.array(b), np.array(same), np.array(fold)
+    # every fold holds each direction equally often at each r: its mean embedding is exactly mu
+    np.testing.assert_allclose(V.centered_cosine_distance(a, b, mu)[same], 0.0, atol=1e-12)
+    np.testing.assert_allclose(V.centered_cosine_distance(a, b, mu)[~same], 2.0, atol=1e-12)
+    centred = V.evaluate_10fold_centered(a, b, same, fold)
+    plain = V.evaluate_10fold(V.sq_l2(a, b), same, fold)
+    assert centred.mean == 1.0 and centred.auc == 1.0
+    assert plain.mean <= 0.5 and plain.auc == 0.0  # same pairs are the FAR ones here
+    # with a zero mean the centred rule is the plain one for unit vectors
+    ua, ub = a / np.linalg.norm(a, axis=1, keepdims=True), b / np.linalg.norm(b, axis=1, keepdims=True)
+    np.testing.assert_allclose(V.centered_cosine_distance(ua, ub, np.zeros(3)), V.sq_l2(ua, ub), atol=1e-12)
+    with pytest.raises(ValueError, match="one row per pair"):
+        V.evaluate_10fold_centered(a, b[:-1], same, fold)
+
+
 def test_evaluate_10fold_rejects_bad_input():
     with pytest.raises(ValueError, match="same length"):
         V.evaluate_10fold(np.zeros(4), np.zeros(3, bool), np.zeros(4))
@@ -155,6 +184,13 @@ def test_pick_subject_prefers_big_central_face():
     assert V.pick_subject([edge, centre], (250, 250)) is centre
     assert V.pick_subject([edge, centre], (250, 250), "confidence") is edge
     assert V.pick_subject([], (250, 250)) is None
+    # John_McEnroe_0001: a larger face in front of the centred subject
+    front = face(52, 66, 138, 186, 1.0)
+    subject = face(107, 68, 186, 171, 1.0)
+    assert V.pick_subject([front, subject], (250, 250)) is subject
+    assert V.pick_subject([front, subject], (250, 250), "facenet") is front
+    with pytest.raises(ValueError, match="select"):
+        V.pick_subject([front], (250, 250), "biggest")
 
 
 # --- real faces ------------------------------------------------------------------------------
