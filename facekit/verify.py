@@ -88,12 +88,12 @@ def pairwise_sq_l2(a: np.ndarray, b: np.ndarray | None = None) -> np.ndarray:
 
 
 def cosine_to_sq_l2(cos: np.ndarray | float) -> np.ndarray | float:
-    """Cosine similarity of unit vectors -> squared L2 distance (``2 - 2 cos``)."""
+    """Cosine similarity of unit vectors -> squared L2 distance (``2 - 2 cos``). Notebook 02."""
     return 2.0 - 2.0 * np.asarray(cos) if np.ndim(cos) else 2.0 - 2.0 * float(cos)
 
 
 def sq_l2_to_cosine(d: np.ndarray | float) -> np.ndarray | float:
-    """Squared L2 distance of unit vectors -> cosine similarity (``1 - d / 2``)."""
+    """Squared L2 distance of unit vectors -> cosine similarity (``1 - d / 2``). Notebook 02."""
     return 1.0 - np.asarray(d) / 2.0 if np.ndim(d) else 1.0 - float(d) / 2.0
 
 
@@ -130,7 +130,7 @@ def _check_pairs(distances, same) -> tuple[np.ndarray, np.ndarray]:
 
 
 def accuracy_at(distances: np.ndarray, same: np.ndarray, threshold: float) -> float:
-    """Fraction of pairs classified right when "same" means ``distance < threshold``."""
+    """Fraction of pairs classified right when "same" means ``distance < threshold``. Notebook 02."""
     d, s = _check_pairs(distances, same)
     return float(np.mean((d < threshold) == s)) if len(d) else float("nan")
 
@@ -141,6 +141,7 @@ def best_threshold(distances: np.ndarray, same: np.ndarray) -> tuple[float, floa
     Exact search: every midpoint between consecutive sorted distances is a candidate (plus one
     below the smallest and one above the largest). When several thresholds tie, the middle one
     of the tied candidates is returned (the centre of the best plateau, the most robust choice).
+    Taught in notebook 02.
     """
     d, s = _check_pairs(distances, same)
     if len(d) == 0:
@@ -268,7 +269,7 @@ def roc_curve(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.n
     """ROC of the rule ``distance < t``: ``(fpr, tpr, thresholds)`` as t sweeps (scikit-learn's).
 
     fpr: false accept rate (different people called same); tpr: true accept rate. Thresholds
-    are in squared L2 (the first is +inf's counterpart, larger than every distance).
+    are in squared L2 (the first is +inf's counterpart, larger than every distance). Notebook 02.
     """
     from sklearn.metrics import roc_curve as _roc
 
@@ -278,7 +279,8 @@ def roc_curve(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.n
 
 
 def roc_auc(distances: np.ndarray, same: np.ndarray) -> float:
-    """Area under the ROC curve: probability that a same pair is closer than a different pair."""
+    """Area under the ROC curve: probability that a same pair is closer than a different pair.
+    Taught in notebook 02."""
     from sklearn.metrics import roc_auc_score
 
     d, s = _check_pairs(distances, same)
@@ -286,7 +288,8 @@ def roc_auc(distances: np.ndarray, same: np.ndarray) -> float:
 
 
 def tar_at_far(distances: np.ndarray, same: np.ndarray, far: float = 1e-3) -> tuple[float, float]:
-    """True accept rate at a false accept rate <= ``far`` (FaceNet's "VAL@FAR"), and its threshold."""
+    """True accept rate at a false accept rate <= ``far`` (FaceNet's "VAL@FAR"), and its threshold.
+    Taught in notebook 02."""
     fpr, tpr, th = roc_curve(distances, same)
     ok = np.flatnonzero(fpr <= far)
     k = ok[-1]
@@ -473,6 +476,7 @@ def _detect_batch(detector, images: list[np.ndarray]) -> list[list]:
 def detect_lfw(paths: Sequence[str], *, detector=None, batch_size: int = 32, progress: bool = True,
                cache: bool = True) -> dict[str, list]:
     """MTCNN faces of LFW images: ``{path: list[Face]}``, cached on disk per detector settings.
+    Used by notebook 02 and ``bench/lfw.py``.
 
     The cache lives in ``facekit.cache_dir()/lfw/detections-<key>.npz`` (up to 4 most confident
     faces per image), so the notebook and ``bench/lfw.py`` detect each image once.
