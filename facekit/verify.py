@@ -102,7 +102,7 @@ def verify(emb_a: np.ndarray, emb_b: np.ndarray, threshold: float = DEFAULT_THRE
 
     ``same`` is ``distance < threshold``; ``distance`` is squared L2 in [0, 4]. The default
     :data:`DEFAULT_THRESHOLD` (1.22) is chosen by the LFW 10-fold protocol for facekit's pipeline
-    (embeddings from ``facekit.extract_faces`` / ``facekit.embed``; 99.37% on LFW); lower it
+    (embeddings from ``facekit.extract_faces`` / ``facekit.embed``; 99.38% on LFW); lower it
     to make false matches rarer, at the cost of rejecting more genuine pairs. Taught in notebook 02.
     """
     a, b = np.asarray(emb_a), np.asarray(emb_b)
