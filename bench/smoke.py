@@ -3,8 +3,9 @@
 Run: .venv/bin/python bench/smoke.py   (model already cached; ./run.sh setup does that)
 
 cold_start_s   seconds from starting a new Python process to its first embedding (facekit
-               import + TensorFlow + model build/load + first call), median of 3 processes
-tf_import_s    the same for `import tensorflow` alone (the floor no package can go below)
+               import + compiled model load + first call), median of 3 processes; with the
+               default ONNX Runtime backend TensorFlow is never imported
+tf_import_s    the same for `import tensorflow` alone (what any TensorFlow-run model pays first)
 faces_per_s    facekit embedding throughput on real sample crops at its default batch size
 predict_faces_per_s   Keras `model.predict` on the same crops, batch 32 (baseline, same run)
 Last line: one JSON object of the figures.

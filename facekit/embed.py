@@ -132,7 +132,8 @@ class Embedder:
         unmodified Keras model: the reference the others equal to ~1e-6).
     """
 
-    #: chunks with fewer crops run the graph tuned for latency (no Winograd on small maps)
+    #: chunks with fewer crops take the latency path (ONNX Runtime: a session planned for one face,
+    #: run per face; TensorFlow: the graph without Winograd on small maps)
     SMALL_BATCH = 8
 
     def __init__(self, model: str = "facenet128", batch_size: int = 32, backend: str | None = None):
@@ -198,6 +199,8 @@ class Embedder:
             so = ort.SessionOptions()
             so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
             so.log_severity_level = 3
+            # no busy-waiting between calls: TensorFlow (detection) shares these cores in the live loop
+            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
             if batch:  # a fixed batch lets ONNX Runtime plan memory once (1 face: ~10 % faster)
                 so.add_free_dimension_override_by_name("N", batch)
             try:

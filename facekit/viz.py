@@ -382,18 +382,16 @@ def triplet_margin_explorer(positive_deg: float = 40.0, margin: float = 0.2,
                         continuous_update=False)
     mar = W.FloatSlider(value=margin, min=0.0, max=1.5, step=0.05, description="margin",
                         continuous_update=False, readout_format=".2f")
-    out = W.Output()
+    view = W.Image(format="png")
 
     def update(*_):
-        with out:
-            out.clear_output(wait=True)
-            plot_triplet_margin(_unit(0.0), _unit(pos.value), _unit(negatives_deg), mar.value)
-            plt.show()
+        ax = plot_triplet_margin(_unit(0.0), _unit(pos.value), _unit(negatives_deg), mar.value)
+        view.value = figure_png(ax.figure)
 
     for w in (pos, mar):
         w.observe(update, names="value")
     update()
-    return W.VBox([W.HBox([pos, mar]), out])
+    return W.VBox([W.HBox([pos, mar]), view])
 
 
 def plot_training_history(histories: dict, smooth: int = 20, margin: float | None = None):
