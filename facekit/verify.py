@@ -19,6 +19,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import threading
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -398,15 +400,33 @@ class _Store:
             pass
 
     def save(self) -> None:
-        """Write all rows (merged with what another process may have written meanwhile)."""
+        """Write all rows, merged with what another process wrote meanwhile (under a file lock,
+        so two processes embedding LFW at once never drop each other's rows)."""
         if self.path is None:
             return
-        self._load()
-        names = sorted(self.rows)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, names=np.asarray(names, dtype=str), rows=np.stack([self.rows[n] for n in names]))
-        os.replace(tmp, self.path)
-        self.path.with_suffix(".json").write_text(json.dumps(self.settings, indent=1))
+        with _file_lock(self.path.with_suffix(".lock")):
+            self._load()
+            names = sorted(self.rows)
+            tmp = self.path.with_suffix(f".{os.getpid()}-{threading.get_ident()}.tmp.npz")
+            np.savez(tmp, names=np.asarray(names, dtype=str), rows=np.stack([self.rows[n] for n in names]))
+            os.replace(tmp, self.path)
+            self.path.with_suffix(".json").write_text(json.dumps(self.settings, indent=1))
+
+
+@contextmanager
+def _file_lock(path: Path):
+    """Exclusive advisory lock on ``path`` (POSIX ``flock``; no-op where unavailable)."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: atomic replace only
+        yield
+        return
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def _detector_settings(detector) -> dict:

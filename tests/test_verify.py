@@ -265,3 +265,28 @@ def test_lfw_mirror_and_views(lfw_home_dir, embedder):
     assert d == pytest.approx((V.sq_l2(plain[:1], plain[1:])[0] + V.sq_l2(mirrored[:1], mirrored[1:])[0]) / 2, abs=1e-4)
     with pytest.raises(ValueError, match="only 'margin' and 'rotate'"):
         V.embed_lfw(paths, views=[{"flip": "mean"}], **kw)
+
+
+
+_WRITER = """
+import sys, numpy as np
+from pathlib import Path
+from facekit.verify import _Store
+store = _Store(Path(sys.argv[1]), {"kind": "test"})
+for i in range(100):  # one save per row: many chances to interleave with the other process
+    store.rows[sys.argv[2] + str(i)] = np.full(4, i, np.float32)
+    store.save()
+"""
+
+
+def test_lfw_cache_keeps_rows_of_concurrent_writers(tmp_path):
+    """Two processes filling the same on-disk cache: every row of both survives (file lock)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "embeddings-test.npz"
+    procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), p]) for p in ("a", "b")]
+    assert [p.wait(timeout=120) for p in procs] == [0, 0]
+    rows = V._Store(path, {}).rows
+    assert sorted(rows) == sorted([f"a{i}" for i in range(100)] + [f"b{i}" for i in range(100)])
+    assert not list(tmp_path.glob("*.tmp.npz"))
