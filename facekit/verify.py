@@ -214,15 +214,23 @@ def evaluate_10fold(distances: np.ndarray, same: np.ndarray, folds: np.ndarray) 
     f = np.asarray(folds).ravel()
     if f.shape != d.shape:
         raise ValueError(f"folds {f.shape} must match distances {d.shape}")
+    return _ten_fold(lambda train: d, s, f)
+
+
+def _ten_fold(distances_for, s: np.ndarray, f: np.ndarray) -> TenFoldResult:
+    """The fold loop: ``distances_for(train_mask)`` gives every pair's distance using statistics
+    of the training pairs only (plain distances ignore the mask)."""
     ids = np.unique(f)
     if len(ids) < 2:
         raise ValueError("need at least 2 folds (LFW View 2 has 10)")
     accs, ths = [], []
     for k in ids:
-        test = f == k
-        t, _ = best_threshold(d[~test], s[~test])
+        train = f != k
+        d = distances_for(train)
+        t, _ = best_threshold(d[train], s[train])
         ths.append(t)
-        accs.append(accuracy_at(d[test], s[test], t))
+        accs.append(accuracy_at(d[~train], s[~train], t))
+    d = distances_for(np.ones_like(s, bool))
     t_all, a_all = best_threshold(d, s)
     auc = roc_auc(d, s) if s.any() and (~s).any() else float("nan")
     return TenFoldResult(np.asarray(accs), np.asarray(ths), t_all, a_all, auc, len(d))
@@ -250,21 +258,12 @@ def evaluate_10fold_centered(a: np.ndarray, b: np.ndarray, same: np.ndarray, fol
     f = np.asarray(folds).ravel()
     if not (len(a) == len(b) == len(s) == len(f)):
         raise ValueError(f"a {a.shape}, b {b.shape}, same {s.shape} and folds {f.shape} must have one row per pair")
-    ids = np.unique(f)
-    if len(ids) < 2:
-        raise ValueError("need at least 2 folds (LFW View 2 has 10)")
-    accs, ths = [], []
-    for k in ids:
-        train = f != k
+
+    def distances_for(train: np.ndarray) -> np.ndarray:
         mean = np.concatenate([a[train], b[train]]).astype(np.float64).mean(0)
-        d = centered_cosine_distance(a, b, mean)
-        t, _ = best_threshold(d[train], s[train])
-        ths.append(t)
-        accs.append(accuracy_at(d[~train], s[~train], t))
-    d = centered_cosine_distance(a, b, np.concatenate([a, b]).astype(np.float64).mean(0))
-    t_all, a_all = best_threshold(d, s)
-    auc = roc_auc(d, s) if s.any() and (~s).any() else float("nan")
-    return TenFoldResult(np.asarray(accs), np.asarray(ths), t_all, a_all, auc, len(d))
+        return centered_cosine_distance(a, b, mean)
+
+    return _ten_fold(distances_for, s, f)
 
 
 def roc_curve(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
