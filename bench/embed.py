@@ -17,8 +17,9 @@ medians mean anything):
 
 Prints each round, then ONE JSON line: batched_faces_per_s, single_face_ms,
 baseline_faces_per_s, speedup (batched / baseline), single_speedup, max_abs_diff (facekit vs the
-Keras model's embeddings, batched and single), gflops (2 x 1.417 GMAC x batched faces/s), the
-CPU seconds per face of each variant (``*_cpu_ms``: process time, less sensitive to other
+Keras model's embeddings, batched and single), gflops (2 x 1.417 GMAC x batched faces/s),
+sgemm_gflops (numpy float32 matmul on the same cores, same run: the practical ceiling for the
+gflops figure), the CPU seconds per face of each variant (``*_cpu_ms``: process time, less sensitive to other
 processes than wall time) and, with --ablation, ``keras_fn_faces_per_s``/``folded_faces_per_s``/
 ``tf_winograd_faces_per_s``.
 Targets on 2 quiet cores: batched >= 30 faces/s, >= 5x baseline, one face <= 50 ms.
@@ -45,6 +46,20 @@ def timed(fn, n_faces: int) -> tuple[float, float]:
     c, t = time.process_time(), time.perf_counter()
     fn()
     return (time.perf_counter() - t) / n_faces, (time.process_time() - c) / n_faces
+
+
+def sgemm_gflops(n: int = 2048, reps: int = 5) -> float:
+    """This CPU's practical float32 matrix-multiply ceiling: numpy (OpenBLAS) n x n x n, best of
+    ``reps`` (all cores). A convolution network cannot run its multiply-adds faster than this
+    without doing fewer of them (Winograd)."""
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    a @ a
+    best = float("inf")
+    for _ in range(reps):
+        t = time.perf_counter()
+        a @ a
+        best = min(best, time.perf_counter() - t)
+    return 2 * n ** 3 / best / 1e9
 
 
 def main() -> None:
@@ -123,6 +138,7 @@ def main() -> None:
         "single_speedup": round(med["baseline"] / med["single"], 2),
         "max_abs_diff": float(f"{diff:.3g}"),
         "gflops": round(2 * macs / med["batched"] / 1e9, 1),
+        "sgemm_gflops": round(sgemm_gflops(), 1),
     }
     for k in variants:
         res[f"{k}_cpu_ms"] = round(medc[k] * 1e3, 1)
