@@ -315,3 +315,8 @@ def get_embedder(model: str = "facenet128") -> Embedder:
 def embed(crops, model: str = "facenet128", progress: bool = False) -> np.ndarray:
     """Embed crops with the shared embedder of ``model``; see :meth:`Embedder.embed`."""
     return get_embedder(model).embed(crops, progress=progress)
+
+
+from ._callable import make_module_callable  # noqa: E402
+
+make_module_callable(__name__, "embed")  # fk.embed(crops) works even after `import facekit.embed`

@@ -689,3 +689,8 @@ def lfw_verification(pairs=None, *, per_fold: int | None = None, random_state: i
     """
     embs = embed_lfw_pairs(pairs, per_fold=per_fold, random_state=random_state, **pipeline)
     return embs.evaluate(), embs
+
+
+from ._callable import make_module_callable  # noqa: E402
+
+make_module_callable(__name__, "verify")  # fk.verify(a, b) works even after `import facekit.verify`

@@ -19,6 +19,21 @@ def test_import_does_no_work():
     assert int(n) >= 20 and heavy.strip() == "[]", out
 
 
+def test_flat_functions_survive_submodule_imports(tmp_path):
+    """``fk.embed`` / ``fk.verify`` stay callable after ``from facekit.embed import ...`` (Python
+    then sets the package attribute to the submodule), and the modules keep their contents."""
+    code = ("import numpy as np, facekit as fk\n"
+            "from facekit.embed import Embedder\n"
+            "from facekit.verify import sq_l2\n"
+            "import facekit.embed as fe\n"
+            "e = fk.embed(np.zeros((1, 160, 160, 3), np.uint8))\n"
+            "same, d = fk.verify(e[0], e[0])\n"
+            "print(e.shape, same, round(d, 6), fe.Embedder is Embedder, callable(fe.onnx_path))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split("\n")[-2] == "(1, 128) True 0.0 True True", out.stdout
+
+
 def test_environment_yml_derives_from_requirements():
     env = (ROOT / "environment.yml").read_text()
     assert "- -r requirements.txt" in env and "- -e ." in env and "python=3.11" in env
