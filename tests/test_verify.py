@@ -267,6 +267,25 @@ def test_lfw_mirror_and_views(lfw_home_dir, embedder):
         V.embed_lfw(paths, views=[{"flip": "mean"}], **kw)
 
 
+def test_lfw_subject_is_the_centred_person(lfw_home_dir, embedder, detector):
+    """John_McEnroe_0001: a larger face in front of him; the centred face is the labelled person,
+    and only that crop matches his other photo (a same pair of View 2 that the old rule failed)."""
+    from facekit.align import align_face
+    from facekit.io import load_image
+
+    root = lfw_home_dir / "lfw_funneled" / "John_McEnroe"
+    imgs = [load_image(root / f"John_McEnroe_000{i}.jpg") for i in (1, 2)]
+    faces = detector.detect(imgs[0])
+    assert len(faces) >= 2
+    centred = V.pick_subject(faces, imgs[0].shape[:2])
+    bigger = V.pick_subject(faces, imgs[0].shape[:2], "facenet")
+    assert centred is not bigger
+    other = embedder.embed(align_face(imgs[1], V.pick_subject(detector.detect(imgs[1]), imgs[1].shape[:2]))[None])
+    e = embedder.embed(np.stack([align_face(imgs[0], centred), align_face(imgs[0], bigger)]))
+    d_centred, d_bigger = V.sq_l2(e, np.repeat(other, 2, axis=0))
+    assert d_centred < V.DEFAULT_THRESHOLD < d_bigger
+
+
 
 _WRITER = """
 import sys, numpy as np
