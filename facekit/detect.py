@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
+from typing import Sequence
 
 import numpy as np
 
@@ -169,6 +170,38 @@ class Detector:
         return faces
 
     __call__ = detect
+
+    def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
+        """Faces in several images of the SAME size: one list per image, each sorted by
+        confidence. mtcnn runs every stage once for the whole batch (0.08 s instead of 0.55 s per
+        250x250 LFW photo on 2 cores: per-call overhead dominates for small photos). Used by
+        :func:`facekit.verify.detect_lfw` (notebook 02). Mixed sizes, photos over ``max_side``
+        or an mtcnn failure fall back to :meth:`detect` per image (same faces, slower).
+        """
+        imgs = [as_rgb(im) for im in images]
+        if not imgs:
+            return []
+        h, w = imgs[0].shape[:2]
+        if any(im.shape[:2] != (h, w) for im in imgs) or (self.max_side and max(h, w) > self.max_side):
+            return [self.detect(im) for im in imgs]
+        scales = scale_pyramid(h, w, self.min_face_size, self.scale_factor)
+        if len(scales) == 0:
+            return [[] for _ in imgs]
+        m, th = self.mtcnn, self.thresholds
+        try:
+            with self._lock:
+                m.stages[0].facekit_scales = scales
+                out = m.detect_faces(imgs, box_format="xyxy", output_type="numpy", threshold_pnet=th[0],
+                                     threshold_rnet=th[1], threshold_onet=th[2])
+            rows = np.asarray(out, dtype=np.float64).reshape(-1, 16)  # index, box, score, 5 x, 5 y
+        except Exception:  # mtcnn's batched path is less travelled: never lose an image to it
+            return [self.detect(im) for im in imgs]
+        res: list[list[Face]] = [[] for _ in imgs]
+        for r in rows:
+            res[int(r[0])].append(Face(box=np.asarray(r[1:5], np.float32),
+                                       landmarks=np.asarray(r[6:16], np.float32).reshape(2, 5).T.copy(),
+                                       confidence=float(r[5])))
+        return [sorted(f, key=lambda x: -x.confidence) for f in res]
 
     def _run(self, img: np.ndarray, scales: np.ndarray, th: tuple[float, float, float]) -> np.ndarray:
         if self.fast:

@@ -460,36 +460,10 @@ def _row_from_faces(faces: list) -> np.ndarray:
 
 
 def _detect_batch(detector, images: list[np.ndarray]) -> list[list]:
-    """Detect faces in several images of the SAME size in one MTCNN call (3-4x faster than one
-    by one on CPU, where mtcnn's per-call overhead dominates for 250x250 LFW images).
-
-    Uses ``detector.detect_batch`` when facekit.detect provides it; otherwise runs the
-    detector's own mtcnn with its pyramid, falling back to one-by-one detection on any error.
-    """
+    """:meth:`facekit.detect.Detector.detect_batch`, or one by one for other detector objects."""
     if hasattr(detector, "detect_batch"):
         return detector.detect_batch(images)
-    from .detect import Face, scale_pyramid
-
-    try:
-        h, w = images[0].shape[:2]
-        if any(im.shape[:2] != (h, w) for im in images) or (detector.max_side and max(h, w) > detector.max_side):
-            raise ValueError("mixed sizes")
-        scales = scale_pyramid(h, w, detector.min_face_size, detector.scale_factor)
-        m = detector.mtcnn
-        th = detector.thresholds
-        with detector._lock:
-            m.stages[0].facekit_scales = scales
-            out = m.detect_faces(list(images), box_format="xyxy", output_type="numpy", threshold_pnet=th[0],
-                                 threshold_rnet=th[1], threshold_onet=th[2])
-        out = np.asarray(out, dtype=np.float64).reshape(-1, 16)
-        res: list[list] = [[] for _ in images]
-        for r in out:
-            res[int(r[0])].append(Face(box=np.asarray(r[1:5], np.float32),
-                                       landmarks=np.asarray(r[6:16], np.float32).reshape(2, 5).T.copy(),
-                                       confidence=float(r[5])))
-        return [sorted(f, key=lambda x: -x.confidence) for f in res]
-    except Exception:
-        return [detector.detect(im) for im in images]
+    return [detector.detect(im) for im in images]
 
 
 def detect_lfw(paths: Sequence[str], *, detector=None, batch_size: int = 32, progress: bool = True,

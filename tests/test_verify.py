@@ -267,6 +267,29 @@ def test_lfw_mirror_and_views(lfw_home_dir, embedder):
         V.embed_lfw(paths, views=[{"flip": "mean"}], **kw)
 
 
+def test_detect_batch_matches_one_by_one(lfw_home_dir, detector):
+    """Detector.detect_batch (one mtcnn call for many same-size photos) finds the same faces as
+    detect() per photo; mixed sizes fall back to per-photo detection."""
+    from facekit.datasets import lfw_pairs
+    from facekit.io import load_image
+
+    paths = lfw_pairs(data_home=lfw_home_dir.parent).paths[:3].ravel().tolist()
+    paths.append(str(lfw_home_dir / "lfw_funneled" / "John_McEnroe" / "John_McEnroe_0001.jpg"))  # 2 faces
+    imgs = [load_image(p) for p in paths]
+    batch = detector.detect_batch(imgs)
+    assert len(batch) == len(imgs) and sum(len(f) for f in batch) >= len(imgs) + 1
+    for got, im in zip(batch, imgs):
+        ref = detector.detect(im)
+        assert len(got) == len(ref) >= 1
+        for a, b in zip(got, ref):
+            np.testing.assert_allclose(a.box, b.box, atol=1.0)
+            np.testing.assert_allclose(a.landmarks, b.landmarks, atol=1.0)
+            assert abs(a.confidence - b.confidence) < 1e-3
+    mixed = detector.detect_batch([imgs[0], np.ascontiguousarray(imgs[1][:200, :180])])
+    assert len(mixed) == 2 and len(mixed[0]) == len(batch[0]) and len(mixed[1]) >= 1
+    assert detector.detect_batch([]) == []
+
+
 def test_lfw_subject_is_the_centred_person(lfw_home_dir, embedder, detector):
     """John_McEnroe_0001: a larger face in front of him; the centred face is the labelled person,
     and only that crop matches his other photo (a same pair of View 2 that the old rule failed)."""
