@@ -84,17 +84,10 @@ def trace_cascade(image: np.ndarray, *, detector: Detector | None = None, min_fa
     from mtcnn.utils.landmarks import adjust_landmarks
 
     det = detector or get_detector()
-    img = as_rgb(image)
-    mfs = float(det.min_face_size if min_face_size is None else min_face_size)
+    img, factor = det.working_image(image)
+    mfs = float(det.min_face_size if min_face_size is None else min_face_size) * factor
     th = tuple(float(t) for t in (det.thresholds if thresholds is None else thresholds))
     h, w = img.shape[:2]
-    if det.max_side and max(h, w) > det.max_side:
-        import cv2
-
-        f = det.max_side / float(max(h, w))
-        img = cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA)
-        mfs *= f
-        h, w = img.shape[:2]
     pnet, rnet, onet = (s.model for s in det.mtcnn.stages)
     x = normalize_images(tf.convert_to_tensor(img[None], tf.float32))
     scales = scale_pyramid(h, w, mfs, det.scale_factor)
@@ -141,10 +134,7 @@ def trace_cascade(image: np.ndarray, *, detector: Detector | None = None, min_fa
         if len(b):
             b = smart_nms_from_bboxes(b, threshold=0.7, method="min", initial_sort=True)
             b = limit_bboxes(b, images_shapes=np.asarray([[h, w, 3]]), limit_landmarks=False)
-            for r in b:
-                faces.append(Face(box=np.asarray(r[1:5], np.float32),
-                                  landmarks=np.asarray(r[6:16], np.float32).reshape(2, 5).T.copy(),
-                                  confidence=float(r[5])))
+            faces = [Face.from_mtcnn_row(r) for r in b]
     faces.sort(key=lambda f: -f.confidence)
     sec["O-Net"] = time.perf_counter() - t0
 

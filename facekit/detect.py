@@ -70,6 +70,14 @@ class Face:
             confidence=self.confidence,
         )
 
+    @classmethod
+    def from_mtcnn_row(cls, row: np.ndarray) -> "Face":
+        """A face from one row of mtcnn's numpy output: image index, x1, y1, x2, y2, score, the
+        five landmark x's, then the five y's (16 floats)."""
+        r = np.asarray(row)
+        return cls(box=np.asarray(r[1:5], np.float32),
+                   landmarks=np.asarray(r[6:16], np.float32).reshape(2, 5).T.copy(), confidence=float(r[5]))
+
     def to_dict(self) -> dict:
         """JSON-friendly form (plain floats)."""
         return {"box": [float(v) for v in self.box],
@@ -142,32 +150,30 @@ class Detector:
 
         Returns faces sorted by confidence, highest first; ``[]`` when there is none.
         """
-        img = as_rgb(image)
+        img, factor = self.working_image(image)
         mfs = float(self.min_face_size if min_face_size is None else min_face_size)
         th = self.thresholds if thresholds is None else tuple(float(t) for t in thresholds)
-        h, w = img.shape[:2]
-        factor = 1.0
-        if self.max_side and max(h, w) > self.max_side:
-            factor = self.max_side / float(max(h, w))
-            import cv2
-
-            img = cv2.resize(img, (max(1, round(w * factor)), max(1, round(h * factor))),
-                             interpolation=cv2.INTER_AREA)
-        small_mfs = mfs * factor
-        scales = scale_pyramid(img.shape[0], img.shape[1], small_mfs, self.scale_factor)
+        scales = scale_pyramid(img.shape[0], img.shape[1], mfs * factor, self.scale_factor)
         if len(scales) == 0:
             return []
-        rows = self._run(img, scales, th)
-        faces = []
-        for r in rows:
-            box = np.asarray(r[1:5], np.float32)
-            # mtcnn stores the 5 x's then the 5 y's
-            lm = np.asarray(r[6:16], np.float32).reshape(2, 5).T.copy()
-            faces.append(Face(box=box, landmarks=lm, confidence=float(r[5])))
+        faces = [Face.from_mtcnn_row(r) for r in self._run(img, scales, th)]
         if factor != 1.0:
             faces = [f.scaled(1.0 / factor) for f in faces]
         faces.sort(key=lambda f: -f.confidence)
         return faces
+
+    def working_image(self, image: np.ndarray) -> tuple[np.ndarray, float]:
+        """``(RGB image the networks see, factor)``: ``image`` as RGB uint8, downscaled by
+        ``factor < 1`` when its longer side exceeds ``max_side`` (else ``factor == 1``)."""
+        img = as_rgb(image)
+        h, w = img.shape[:2]
+        if not (self.max_side and max(h, w) > self.max_side):
+            return img, 1.0
+        import cv2
+
+        factor = self.max_side / float(max(h, w))
+        img = cv2.resize(img, (max(1, round(w * factor)), max(1, round(h * factor))), interpolation=cv2.INTER_AREA)
+        return img, factor
 
     __call__ = detect
 
@@ -198,9 +204,7 @@ class Detector:
             return [self.detect(im) for im in imgs]
         res: list[list[Face]] = [[] for _ in imgs]
         for r in rows:
-            res[int(r[0])].append(Face(box=np.asarray(r[1:5], np.float32),
-                                       landmarks=np.asarray(r[6:16], np.float32).reshape(2, 5).T.copy(),
-                                       confidence=float(r[5])))
+            res[int(r[0])].append(Face.from_mtcnn_row(r))
         return [sorted(f, key=lambda x: -x.confidence) for f in res]
 
     def _run(self, img: np.ndarray, scales: np.ndarray, th: tuple[float, float, float]) -> np.ndarray:

@@ -86,9 +86,10 @@ def _build_keras_model(name: str):
 BACKENDS = ("onnxruntime", "tensorflow", "keras")
 
 
-def onnx_path(model: str = "facenet128", build: bool = True) -> Path:
+def onnx_path(model: str = "facenet128", build: bool = True, keras_model=None) -> Path:
     """Cached ONNX file of ``model``'s folded graph (:mod:`facekit.onnxgraph`), built on first
-    use from the Keras weights (needs TensorFlow and ``onnx`` once, ~10 s) and stored under
+    use from the Keras weights (needs TensorFlow and ``onnx`` once, ~10 s; ``keras_model``: an
+    already loaded one to fold instead of building another) and stored under
     ``cache_dir()/compiled``. Later processes load it without importing TensorFlow."""
     if model not in MODELS:
         raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
@@ -101,7 +102,7 @@ def onnx_path(model: str = "facenet128", build: bool = True) -> Path:
     from .fastgraph import fold_keras_model
     from .onnxgraph import export_onnx
 
-    blob = export_onnx(fold_keras_model(_build_keras_model(model)), (EMBED_SIZE, EMBED_SIZE),
+    blob = export_onnx(fold_keras_model(keras_model or _build_keras_model(model)), (EMBED_SIZE, EMBED_SIZE),
                        spec.standardization)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".{os.getpid()}.tmp")
@@ -193,7 +194,7 @@ class Embedder:
     def _onnx_fns(self):
         import onnxruntime as ort
 
-        path = onnx_path(self.model_name)
+        path = onnx_path(self.model_name, keras_model=self._model)
 
         def session(batch: int | None):
             so = ort.SessionOptions()
@@ -207,7 +208,7 @@ class Embedder:
                 return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
             except Exception as exc:  # truncated/corrupt cache file: rebuild once
                 path.unlink(missing_ok=True)
-                onnx_path(self.model_name)
+                onnx_path(self.model_name, keras_model=self._model)
                 try:
                     return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
                 except Exception:
@@ -236,8 +237,7 @@ class Embedder:
                     x = (x - 127.5) / 128.0
                 return tf.math.l2_normalize(net(x), axis=1)
 
-            f = tf.function(fn, input_signature=spec)
-            return f
+            return tf.function(fn, input_signature=spec)
 
         graph = None
         if self.backend == "tensorflow":

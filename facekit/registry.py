@@ -205,13 +205,10 @@ def fetch_all() -> None:
     compiled (ONNX) embedding model once so that a new process embeds without TensorFlow."""
     print("facekit: model", model_path())
     print("facekit: sample data", celebrity_dir())
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return
-    from .embed import onnx_path
+    from .embed import _default_backend, onnx_path
 
-    print("facekit: compiled model", onnx_path())
+    if _default_backend() == "onnxruntime":
+        print("facekit: compiled model", onnx_path())
 
 
 if __name__ == "__main__":  # python -m facekit.registry : used by the README's set-up commands
