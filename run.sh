@@ -67,7 +67,9 @@ case "$cmd" in
   lab)
     setup
     log "opening the series: notebooks/ (Ctrl-C to stop)"
-    exec "$VENV/bin/jupyter" lab --notebook-dir="$ROOT/notebooks" "$@" ;;
+    # Jupyter refuses to start as root (containers, cloud VMs) unless told it is intended
+    root_flag=(); [ "$(id -u)" = 0 ] && root_flag=(--allow-root)
+    exec "$VENV/bin/jupyter" lab --notebook-dir="$ROOT/notebooks" "${root_flag[@]}" "$@" ;;
   test)
     setup
     ensure_browser
