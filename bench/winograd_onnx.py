@@ -46,9 +46,10 @@ def _model(nodes, inits, shape) -> bytes:
 
 
 def direct_conv(w: np.ndarray, b: np.ndarray, pads: list[int], shape) -> bytes:
-    """ONNX Conv + ReLU; ``w (K, C, kh, kw)``, pads [top, left, bottom, right]."""
+    """ONNX Conv + ReLU; ``w (kh, kw, C, K)`` as in the folded graph, pads [top, left, bottom, right]."""
     from onnx import helper, numpy_helper
 
+    w = np.transpose(w, (3, 2, 0, 1))  # ONNX: (K, C, kh, kw)
     inits = [numpy_helper.from_array(w.astype(np.float32), "w"), numpy_helper.from_array(b.astype(np.float32), "b")]
     nodes = [helper.make_node("Conv", ["x", "w", "b"], ["c"], kernel_shape=list(w.shape[2:]), pads=pads),
              helper.make_node("Relu", ["c"], ["y"])]
@@ -59,21 +60,18 @@ def winograd_conv(w: np.ndarray, b: np.ndarray, pads: list[int], shape, m: int) 
     """The same convolution as ONNX ops computing Winograd F(m, k) along each axis with k > 1."""
     from onnx import helper, numpy_helper
 
-    from facekit.fastgraph import winograd_matrices
+    from facekit.fastgraph import _winograd_constants  # the TensorFlow path's transformed kernel
 
     N, C, H, W = shape
-    K, _, kh, kw = w.shape
+    kh, kw, _, K = w.shape
     pt, pl, pb, pr = pads
     oh, ow = H + pt + pb - kh + 1, W + pl + pr - kw + 1
     mh, mw = (m if kh > 1 else 1), (m if kw > 1 else 1)
     ah, aw = mh + kh - 1, mw + kw - 1
     th, tw = -(-oh // mh), -(-ow // mw)
-    one = np.ones((1, 1))
-    AT_h, G_h, BT_h = winograd_matrices(mh, kh) if kh > 1 else (one, one, one)
-    AT_w, G_w, BT_w = winograd_matrices(mw, kw) if kw > 1 else (one, one, one)
     A, T = ah * aw, th * tw
-    U = np.einsum("ar,bs,kcrs->abkc", G_h, G_w, w.astype(np.float64)).reshape(A, K, C)
-    Tin, Tout = np.kron(BT_h, BT_w), np.kron(AT_h, AT_w)
+    U, Tin, Tout = _winograd_constants(w.astype(np.float64), m)
+    U = U.transpose(0, 2, 1)  # (A, K, C): the left operand of each tile position's GEMM
     inits = []
 
     def c(name, a, dt=np.float32):
@@ -143,7 +141,7 @@ def candidate_layers(graph, batch: int) -> dict[str, dict]:
             out[key]["count"] += 1
             continue
         out[key] = dict(node=n.name, count=1, shape=(batch, cin, h, w), pads=[pt, pl, pb, pr],
-                        w=np.transpose(n.attrs["w"], (3, 2, 0, 1)), b=np.asarray(n.attrs["b"]))
+                        w=n.attrs["w"], b=np.asarray(n.attrs["b"]))
     return out
 
 
