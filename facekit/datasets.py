@@ -1,4 +1,4 @@
-"""Datasets: folder-per-identity photos, the "5 Celebrity Faces" sample, and LFW.
+"""Datasets: folder-per-identity photos and the "5 Celebrity Faces" sample (LFW: :mod:`facekit.lfw`).
 
 Taught in notebooks 02 (LFW pairs) and 04 (your own people). Layout of a folder of identities::
 
@@ -25,8 +25,7 @@ from .io import IMAGE_SUFFIXES, ImageLoadError, load_image
 from .pipeline import largest_face
 
 __all__ = [
-    "FaceSet", "Skipped", "EmptyDatasetError", "load_folder", "load_celebrities", "list_identities",
-    "lfw_home", "LFWPairs", "lfw_pairs", "lfw_people", "make_writable_data_home",
+    "FaceSet", "Skipped", "EmptyDatasetError", "load_folder", "load_celebrities", "list_identities"
 ]
 
 
@@ -181,115 +180,13 @@ def load_celebrities(split: str = "train", **kwargs) -> FaceSet:
     return load_folder(celebrity_dir() / split, **kwargs)
 
 
-# --- LFW ---------------------------------------------------------------------------------
-
-def make_writable_data_home(source: str | os.PathLike, dest: str | os.PathLike) -> Path:
-    """Mirror a read-only scikit-learn data home as symlinks in a writable folder.
-
-    scikit-learn writes a joblib cache next to LFW; pointing ``SCIKIT_LEARN_DATA`` at the mirror
-    keeps the read-only originals untouched. Returns ``dest``.
-    """
-    src, dst = Path(source).resolve(), Path(dest)
-    lfw_src = src / "lfw_home" if (src / "lfw_home").is_dir() else src
-    lfw_dst = dst / "lfw_home"
-    lfw_dst.mkdir(parents=True, exist_ok=True)
-    for entry in lfw_src.iterdir():
-        link = lfw_dst / entry.name
-        if not link.exists() and entry.name != "joblib":
-            link.symlink_to(entry)
-    return dst
+# --- old import paths: LFW moved to facekit.lfw (kept working, loaded on first use) ----------
+_LFW_NAMES = ("lfw_home", "LFWPairs", "lfw_pairs", "lfw_people", "make_writable_data_home")
 
 
-def lfw_home(data_home: str | os.PathLike | None = None, download_if_missing: bool = True) -> Path:
-    """Folder holding ``lfw_funneled/`` and ``pairs.txt`` (scikit-learn's layout).
+def __getattr__(name: str):
+    if name in _LFW_NAMES:
+        from . import lfw
 
-    ``data_home`` defaults to ``$SCIKIT_LEARN_DATA`` or ``~/scikit_learn_data``; LFW is downloaded
-    there by scikit-learn when missing (about 230 MB), else an error says where it looked.
-    """
-    from sklearn.datasets import get_data_home
-
-    home = (Path(get_data_home(data_home)) / "lfw_home").resolve()
-    if (home / "lfw_funneled").is_dir() and (home / "pairs.txt").is_file():
-        return home
-    if not download_if_missing:
-        raise FileNotFoundError(f"LFW not found in {home}. Fix: set SCIKIT_LEARN_DATA to a folder "
-                                "holding lfw_home/ or allow the download (download_if_missing=True)")
-    from sklearn.datasets import _lfw
-
-    try:
-        _lfw._check_fetch_lfw(data_home=data_home, funneled=True, download_if_missing=True)
-        from sklearn.datasets import fetch_lfw_pairs  # also fetches pairs.txt
-
-        fetch_lfw_pairs(subset="10_folds", data_home=data_home, resize=0.1)
-    except Exception as exc:
-        raise FileNotFoundError(
-            f"LFW is not in {home} and scikit-learn could not download it ({exc}). Fix: connect to "
-            "the internet, or set SCIKIT_LEARN_DATA to a folder that holds lfw_home/") from exc
-    return home
-
-
-@dataclass(frozen=True)
-class LFWPairs:
-    """LFW View 2: ``paths`` (M, 2) str, ``same`` (M,) bool, ``fold`` (M,) int in 0..9."""
-
-    paths: np.ndarray
-    same: np.ndarray
-    fold: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.same)
-
-    @property
-    def unique_paths(self) -> list[str]:
-        return sorted(set(self.paths.ravel().tolist()))
-
-
-def _lfw_path(folder: Path, name: str, idx: str) -> str:
-    return str(folder / name / f"{name}_{int(idx):04d}.jpg")
-
-
-def lfw_pairs(data_home: str | os.PathLike | None = None, subset: str = "10_folds",
-              download_if_missing: bool = True) -> LFWPairs:
-    """The official LFW pair list as file paths (no pixels loaded: 7,701 images for View 2).
-
-    ``subset``: ``"10_folds"`` (View 2, 6,000 pairs, 10 folds of 300+300), ``"train"``/``"test"``
-    (View 1, pairsDevTrain/DevTest; fold is 0).
-    """
-    home = lfw_home(data_home, download_if_missing)
-    fname = {"10_folds": "pairs.txt", "train": "pairsDevTrain.txt", "test": "pairsDevTest.txt"}[subset]
-    folder = home / "lfw_funneled"
-    lines = (home / fname).read_text().split("\n")
-    header = lines[0].split()
-    n_folds, per = (int(header[0]), int(header[1])) if len(header) == 2 else (1, int(header[0]))
-    rows = [ln.split("\t") for ln in lines[1:] if ln.strip()]
-    paths, same, fold = [], [], []
-    for i, r in enumerate(rows):
-        if len(r) == 3:
-            paths.append((_lfw_path(folder, r[0], r[1]), _lfw_path(folder, r[0], r[2])))
-            same.append(True)
-        elif len(r) == 4:
-            paths.append((_lfw_path(folder, r[0], r[1]), _lfw_path(folder, r[2], r[3])))
-            same.append(False)
-        else:
-            raise ValueError(f"{home / fname}: line {i + 2} has {len(r)} fields, expected 3 or 4")
-        fold.append(i // (2 * per) if n_folds > 1 else 0)
-    return LFWPairs(np.asarray(paths), np.asarray(same), np.asarray(fold))
-
-
-def lfw_people(data_home: str | os.PathLike | None = None, min_faces_per_person: int = 20,
-               max_faces_per_person: int | None = None, download_if_missing: bool = True) -> tuple[list[str], np.ndarray]:
-    """LFW images of people with at least ``min_faces_per_person`` photos.
-
-    Returns ``(paths, labels)``: N file paths and str labels (N,), sorted by name then file. The
-    same selection rule as scikit-learn's ``fetch_lfw_people(min_faces_per_person=...)``.
-    """
-    folder = lfw_home(data_home, download_if_missing) / "lfw_funneled"
-    paths, labels = [], []
-    for d in sorted(p for p in folder.iterdir() if p.is_dir()):
-        files = sorted(f for f in d.iterdir() if f.suffix.lower() == ".jpg")
-        if len(files) < min_faces_per_person:
-            continue
-        files = files[:max_faces_per_person]
-        paths += [str(f) for f in files]
-        labels += [d.name] * len(files)
-    return paths, np.asarray(labels, dtype=str)
+        return getattr(lfw, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -34,7 +34,7 @@ __all__ = [
     "UNKNOWN", "DEFAULT_THRESHOLD", "FORMAT_NAME", "FORMAT_VERSION", "IdentifierFormatError",
     "FaceIdentifier", "identify_photo", "cross_val_names", "eigenfaces_classifier",
     "OpenSetResult", "REJECTION_RULES", "open_set_scores", "rejection_roc", "choose_threshold", "open_set_split",
-    "evaluate_open_set", "LFWFaces", "lfw_people_faces", "eigenface_pixels",
+    "evaluate_open_set",
 ]
 
 UNKNOWN = "unknown"
@@ -460,82 +460,13 @@ def open_set_split(labels: np.ndarray, n_known: int | float = 0.5, calib_frac: f
             "stranger_test": idx[np.isin(labels, strangers[n_cal:])]}
 
 
-# --- LFW people (embeddings cached by facekit.verify.embed_lfw) ------------------------------
-
-THUMB = 48  # thumbnail side (px) for plots
-_EIGEN_SLICE = (slice(70, 195), slice(78, 172))  # scikit-learn's fetch_lfw_people crop
-_THUMB_BOX = (slice(66, 188), slice(63, 185))  # square around LFW's standard face position
+# --- old import paths: LFW people moved to facekit.lfw (kept working, loaded on first use) ---
+_LFW_NAMES = ("THUMB", "LFWFaces", "lfw_people_faces", "eigenface_pixels")
 
 
-def eigenface_pixels(image: np.ndarray) -> np.ndarray:
-    """scikit-learn's classic LFW "eigenfaces" input from a 250x250 LFW image: the centre crop
-    ``[70:195, 78:172]``, grey, scaled 0.4 -> uint8 (50, 37). Taught in notebook 04."""
-    import cv2
+def __getattr__(name: str):
+    if name in _LFW_NAMES:
+        from . import lfw
 
-    g = np.asarray(image, np.float32)[_EIGEN_SLICE].mean(axis=2)
-    return np.clip(cv2.resize(g, (37, 50), interpolation=cv2.INTER_AREA).round(), 0, 255).astype(np.uint8)
-
-
-@dataclass
-class LFWFaces:
-    """LFW "people" images with their embeddings. Taught in notebooks 04-05.
-
-    embeddings float32 (N, d) unit rows; labels str (N,); paths (N file paths); thumbs uint8
-    (N, 48, 48, 3) centre crops for plots; pixels uint8 (N, 50, 37) grey centre crops (the
-    eigenfaces input); no_face: paths where MTCNN found no face (LFW's standard face box was used).
-    """
-
-    embeddings: np.ndarray
-    labels: np.ndarray
-    paths: list[str]
-    thumbs: np.ndarray
-    pixels: np.ndarray
-    no_face: list[str]
-
-    def __len__(self) -> int:
-        return len(self.paths)
-
-    @property
-    def names(self) -> list[str]:
-        return sorted(set(self.labels.tolist()))
-
-    def subset(self, idx) -> "LFWFaces":
-        """Rows ``idx`` (index array or boolean mask)."""
-        idx = np.arange(len(self))[idx]
-        keep = [self.paths[i] for i in idx]
-        return LFWFaces(self.embeddings[idx], self.labels[idx], keep, self.thumbs[idx], self.pixels[idx],
-                        [p for p in self.no_face if p in set(keep)])
-
-
-def lfw_people_faces(min_faces_per_person: int = 20, max_faces_per_person: int | None = None,
-                     max_people: int | None = None, *, data_home: str | os.PathLike | None = None,
-                     progress: bool = True, cache: bool = True) -> LFWFaces:
-    """LFW people with at least ``min_faces_per_person`` photos (62 people, 3,023 images at 20),
-    embedded with facekit's pipeline (MTCNN, centred face, aligned, 128-D FaceNet, no mirroring).
-
-    Embeddings come from :func:`facekit.verify.embed_lfw`, cached on disk per image (shared with
-    notebook 02 and the benchmarks): the first call for all 3,023 images takes several minutes on
-    2 CPU cores, later calls seconds. ``max_faces_per_person`` / ``max_people`` (the first people
-    by name) make small subsets for quick runs.
-    """
-    import cv2
-
-    from .datasets import lfw_people
-    from .io import load_image
-    from .verify import embed_lfw
-
-    paths, labels = lfw_people(data_home, min_faces_per_person=min_faces_per_person,
-                               max_faces_per_person=max_faces_per_person)
-    if max_people is not None:
-        keep = np.isin(labels, sorted(set(labels.tolist()))[:max_people])
-        paths, labels = [p for p, k in zip(paths, keep) if k], labels[keep]
-    emb, no_face = embed_lfw(paths, flip=None, progress=progress, cache=cache)
-    thumbs = np.zeros((len(paths), THUMB, THUMB, 3), np.uint8)
-    pixels = np.zeros((len(paths), 50, 37), np.uint8)
-    for i, p in enumerate(paths):
-        img = load_image(p)
-        if img.shape[:2] != (250, 250):
-            img = cv2.resize(img, (250, 250), interpolation=cv2.INTER_AREA)
-        thumbs[i] = cv2.resize(img[_THUMB_BOX], (THUMB, THUMB), interpolation=cv2.INTER_AREA)
-        pixels[i] = eigenface_pixels(img)
-    return LFWFaces(emb, labels, list(paths), thumbs, pixels, list(no_face))
+        return getattr(lfw, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -313,8 +313,8 @@ def test_lfw_subject_is_the_centred_person(lfw_home_dir, embedder, detector):
 _WRITER = """
 import sys, numpy as np
 from pathlib import Path
-from facekit.verify import _Store
-store = _Store(Path(sys.argv[1]), {"kind": "test"})
+from facekit.lfw import RowTable
+store = RowTable(Path(sys.argv[1]), {"kind": "test"})
 for i in range(100):  # one save per row: many chances to interleave with the other process
     store.rows[sys.argv[2] + str(i)] = np.full(4, i, np.float32)
     store.save()
@@ -329,6 +329,8 @@ def test_lfw_cache_keeps_rows_of_concurrent_writers(tmp_path):
     path = tmp_path / "embeddings-test.npz"
     procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), p]) for p in ("a", "b")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    rows = V._Store(path, {}).rows
+    from facekit.lfw import RowTable
+
+    rows = RowTable(path, {}).rows
     assert sorted(rows) == sorted([f"a{i}" for i in range(100)] + [f"b{i}" for i in range(100)])
     assert not list(tmp_path.glob("*.tmp.npz"))
