@@ -1,5 +1,5 @@
-"""Every notebook runs top to bottom headless in small mode; all follow the series skeleton and
-are committed with outputs stripped."""
+"""Every notebook of the series (chapters 01.. and appendices A1..) runs top to bottom headless in
+small mode; all follow the series skeleton and are committed with outputs stripped."""
 
 from __future__ import annotations
 
@@ -10,16 +10,36 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from notebook_runner import NOTEBOOKS, run_notebook
+from notebook_runner import NOTEBOOKS, run_notebook, series
 
-PATHS = sorted(NOTEBOOKS.glob("[0-9][0-9]_*.ipynb"))
+PATHS = series()
 IDS = [p.stem for p in PATHS]
 
 
 def test_series_is_there():
-    assert len(PATHS) >= 1
-    numbers = [p.name[:2] for p in PATHS]
-    assert numbers == sorted(numbers) and len(set(numbers)) == len(numbers)
+    chapters = [p.name[:2] for p in PATHS if p.name[0].isdigit()]
+    appendices = [p.name[:2] for p in PATHS if p.name[0] == "A"]
+    assert chapters and appendices
+    # chapters 01, 02, ... with no gap or duplicate; appendices A1, A2, ... after them, no duplicate
+    assert chapters == [f"{i:02d}" for i in range(1, len(chapters) + 1)], chapters
+    assert appendices == sorted(set(appendices)), appendices
+    assert PATHS[:len(chapters)] == [p for p in PATHS if p.name[0].isdigit()], "chapters come first"
+    assert not [p.name for p in NOTEBOOKS.glob("*.ipynb") if p not in PATHS], "a notebook outside the series"
+
+
+@pytest.mark.notebook
+def test_runner_isolates_the_face_store(tmp_path):
+    """Notebooks run by the tests get FACEKIT_STORE = a fresh temporary file, never the user's store."""
+    import nbformat
+    nb = nbformat.v4.new_notebook(cells=[
+        nbformat.v4.new_code_cell("SMALL = False", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import os; print(os.environ.get('FACEKIT_STORE'))")])
+    path = tmp_path / "probe.ipynb"
+    nbformat.write(nb, path)
+    out, _ = run_notebook(path, {"SMALL": True}, timeout=120)
+    store = out.cells[-1].outputs[0]["text"].strip()
+    assert store.endswith("faces.sqlite3") and "facekit-nb-store-" in store
+    assert store != os.environ.get("FACEKIT_STORE") and not Path(store).exists()
 
 
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
