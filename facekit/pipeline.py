@@ -1,6 +1,7 @@
 """One call from an image to its faces with embeddings: detect -> align -> embed.
 
-Taught in notebook 02 (and used by 04-06).
+Taught in notebook 02 (and used by 04-06); the hard-light levers (``normalize``, ``fuse``,
+``gray_consistent``, ``retry_normalized``) in notebook A2 and ``bench/robust.py``.
 """
 
 from __future__ import annotations
@@ -14,8 +15,12 @@ from .align import DEFAULT_MARGIN, align_faces
 from .detect import Detector, Face, get_detector
 from .embed import Embedder, get_embedder
 from .io import as_rgb, load_image
+from .photometric import apply_crop_op, crop_ops, fuse_unit, normalize as normalize_image
 
-__all__ = ["FaceEmbedding", "extract_faces", "largest_face"]
+__all__ = ["FaceEmbedding", "extract_faces", "largest_face", "NORMALIZE_FOR"]
+
+#: Where ``extract_faces(normalize=...)`` applies the normalisation.
+NORMALIZE_FOR = ("embedder", "detector", "both")
 
 
 @dataclass(frozen=True)
@@ -38,16 +43,47 @@ def largest_face(faces: list[Face]) -> Face | None:
 
 def extract_faces(image: np.ndarray | str | os.PathLike, *, detector: Detector | None = None,
                   embedder: Embedder | None = None, min_face_size: float | None = None,
-                  margin: float = DEFAULT_MARGIN, rotate: bool = True) -> list[FaceEmbedding]:
+                  margin: float = DEFAULT_MARGIN, rotate: bool = True, normalize: str | None = None,
+                  normalize_for: str = "embedder", fuse: bool = False, gray_consistent: bool | str = False,
+                  retry_normalized: bool | str = False) -> list[FaceEmbedding]:
     """Every face in ``image`` (an RGB array or a file path) with crop and embedding.
 
-    Faces come sorted by confidence, highest first; ``[]`` when there are none.
+    Faces come sorted by confidence, highest first; ``[]`` when there are none. ``crop`` is always
+    the plain aligned crop (uint8 (160, 160, 3)); ``embedding`` float32 (128,), unit norm.
+
+    Hard-light levers (:mod:`facekit.photometric`; notebook A2; measured by ``bench/robust.py``,
+    whose README row says which help). The defaults are the plain pipeline:
+
+    - ``normalize``: ``None``, ``"clahe"`` (CLAHE on luminance) or ``"tan_triggs"``, applied to the
+      crop before FaceNet's standardisation (``normalize_for="embedder"``), to the image the
+      detector sees (``"detector"``; crops still come from the original pixels) or both;
+    - ``fuse``: embed the plain AND the normalised crop, fuse (mean of unit vectors, renormalised);
+      twice the embedding time;
+    - ``gray_consistent``: ``True`` also embeds a grey copy of every crop and fuses it in (a grey
+      photo's grey copy is itself, so grey scans and colour photos of one person meet halfway;
+      twice the embedding time); ``"gray"`` embeds the grey copy only;
+    - ``retry_normalized``: when the detector finds nothing, detect again on the normalised image
+      (``True``: with ``normalize``, or CLAHE when that is ``None``; or name the method). Costs
+      only on images without a face.
+
+    Distances of a lever's embeddings are calibrated differently from the plain ones: keep one
+    setting per gallery (enrolments and queries embedded alike).
     """
+    if normalize_for not in NORMALIZE_FOR:
+        raise ValueError(f"normalize_for must be one of {NORMALIZE_FOR}, got {normalize_for!r}")
+    ops = crop_ops(normalize if normalize_for in ("embedder", "both") else None, fuse, gray_consistent)
+    if fuse and normalize_for == "detector":
+        raise ValueError("fuse=True fuses plain and normalised crops: use normalize_for='embedder' or 'both'")
+    retry = (normalize or "clahe") if retry_normalized is True else (retry_normalized or None)
     img = load_image(image) if isinstance(image, (str, os.PathLike)) else as_rgb(image)
     det = detector or get_detector()
-    faces = det.detect(img, min_face_size=min_face_size)
+    det_norm = normalize if normalize_for in ("detector", "both") else None
+    faces = det.detect(normalize_image(img, det_norm), min_face_size=min_face_size)
+    if not faces and retry is not None and retry != det_norm:
+        faces = det.detect(normalize_image(img, retry), min_face_size=min_face_size)
     if not faces:
         return []
     crops = align_faces(img, faces, margin=margin, rotate=rotate)
-    embs = (embedder or get_embedder()).embed(crops)
+    emb = embedder or get_embedder()
+    embs = fuse_unit([emb.embed(apply_crop_op(crops, op)) for op in ops])
     return [FaceEmbedding(f, c, e) for f, c, e in zip(faces, crops, embs)]
