@@ -1,6 +1,8 @@
-"""Frame sources for live recognition: the browser's webcam (a widget) and OpenCV (server side).
+"""The browser's webcam as a widget for live recognition (notebook 06).
 
-Taught in notebook 06.
+Taught in notebook 06. (Server-side frames -- :class:`VideoSource`, :func:`write_video`,
+:func:`write_y4m` -- live in :mod:`facekit.live.video`, which imports no widget library; they are
+re-exported here for compatibility.)
 
 - :class:`CameraWidget` (anywidget): the browser captures the webcam with ``getUserMedia`` -- so
   it works when the kernel runs on another machine -- and sends JPEG frames to Python as binary
@@ -11,22 +13,18 @@ Taught in notebook 06.
   video stays smooth whatever the recognition rate. The widget shows processed fps and latency,
   a start/stop button, the "unknown" threshold, an enrolment form, and clear messages when the
   camera permission is denied, there is no camera, or the page is not a secure context.
-- :class:`VideoSource`: a video file, a camera index or a stream URL read by OpenCV on the
-  machine running the kernel. Live sources keep only the newest frame (older ones are dropped).
-- :func:`write_video`: frames to ``.mp4``/``.avi`` (OpenCV) or ``.y4m`` (Chromium's fake camera).
 """
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
 
 import anywidget
-import numpy as np
 import traitlets
+
+from .live.video import VideoSource, write_video, write_y4m
 
 __all__ = ["CameraWidget", "VideoSource", "write_video", "write_y4m"]
 
@@ -43,12 +41,14 @@ class CameraWidget(anywidget.AnyWidget):
     recognizer : anything with ``process_jpeg(bytes) -> result`` where ``result.to_json()`` is a
         dict with ``width``, ``height`` and ``faces`` (each ``box``, ``name``, ``distance``) --
         e.g. a :class:`facekit.live.LiveRecognizer`. If it has ``threshold``, ``names`` and
-        ``start_enrollment(name, shots)``, the widget's slider and enrolment form drive them.
+        ``start_enrolment(name, shots)`` (or the older ``start_enrollment``), the widget's slider
+        and enrolment form drive them; the slider starts at the recogniser's threshold.
     threaded : process frames in a worker thread (default True) so the kernel stays responsive
         and frames arriving while a frame is being processed are dropped at once. ``False``
         processes in the message handler (simpler, for debugging).
 
-    Synced traits: ``running`` (camera on), ``threshold``, ``width`` (capture width in pixels,
+    Synced traits: ``running`` (camera on), ``threshold`` (default: the recogniser's, else the
+    model's calibrated "unknown" threshold), ``width`` (capture width in pixels,
     default 640), ``jpeg_quality`` (0-1), ``max_fps`` (frames sent per second at most),
     ``mirror`` (selfie view), ``shots`` (enrolment shots), ``status`` (Python -> page line),
     ``error`` (page -> Python: the camera error shown, empty when fine), ``names`` (gallery).
@@ -59,7 +59,7 @@ class CameraWidget(anywidget.AnyWidget):
     _css = _STATIC / "camera.css"
 
     running = traitlets.Bool(False).tag(sync=True)
-    threshold = traitlets.Float(1.0).tag(sync=True)
+    threshold = traitlets.Float().tag(sync=True)  # default: _default_threshold
     threshold_max = traitlets.Float(2.0).tag(sync=True)
     width = traitlets.Int(640).tag(sync=True)
     jpeg_quality = traitlets.Float(0.8).tag(sync=True)
@@ -82,17 +82,24 @@ class CameraWidget(anywidget.AnyWidget):
         self._pending: tuple[dict, bytes] | None = None  # at most ONE frame, being handed over
         self._closed = False
         self._worker: threading.Thread | None = None
-        thr = getattr(recognizer, "threshold", None)
-        if thr is not None and "threshold" not in kwargs:
-            self.threshold = float(thr)
         self._sync_names()
         self.on_msg(self._on_custom)
+
+    @traitlets.default("threshold")
+    def _default_threshold(self) -> float:
+        """The slider starts where the recogniser is (not a value of the widget's own)."""
+        thr = getattr(getattr(self, "recognizer", None), "threshold", None)
+        if thr is None:
+            from .registry import model_spec
+
+            thr = model_spec().require_thresholds().unknown
+        return float(thr)
 
     # -- messages from the page ---------------------------------------------------------------
     @traitlets.observe("threshold")
     def _threshold_changed(self, change) -> None:
         rec = getattr(self, "recognizer", None)
-        if rec is not None and hasattr(rec, "threshold"):
+        if rec is not None and hasattr(rec, "threshold") and rec.threshold != float(change["new"]):
             rec.threshold = float(change["new"])
 
     def _on_custom(self, _widget, content: dict, buffers: list) -> None:
@@ -100,8 +107,8 @@ class CameraWidget(anywidget.AnyWidget):
         if kind == "frame":
             data = bytes(buffers[0]) if buffers else b""
             self.offer_frame(data, content)
-        elif kind == "enroll":
-            self._enroll(content.get("name", ""), content.get("shots", self.shots))
+        elif kind in ("enrol", "enroll"):  # the page sends "enroll"
+            self._enrol(content.get("name", ""), content.get("shots", self.shots))
 
     def offer_frame(self, data: bytes, meta: dict | None = None) -> bool:
         """Hand one JPEG frame to the recogniser. Returns False (and answers ``dropped``) when a
@@ -172,8 +179,9 @@ class CameraWidget(anywidget.AnyWidget):
         except Exception:  # noqa: BLE001 - a closed comm must not kill the worker
             pass
 
-    def _enroll(self, name: str, shots) -> None:
-        start = getattr(self.recognizer, "start_enrollment", None)
+    def _enrol(self, name: str, shots) -> None:
+        start = getattr(self.recognizer, "start_enrolment", None) or getattr(
+            self.recognizer, "start_enrollment", None)
         if start is None:
             self.status = "this recogniser cannot enrol people"
             return
@@ -207,182 +215,3 @@ class CameraWidget(anywidget.AnyWidget):
             self._closed = True
             self._wake.notify_all()
         super().close()
-
-
-class VideoSource:
-    """Frames (RGB ``uint8``) from OpenCV: a video file, a camera index, or a stream URL.
-
-    Taught in notebook 06. ``source``: a path (``.mp4``, ``.avi``, ...), an ``int`` camera index
-    (``0`` is the first USB camera of the machine running the *kernel*, not the browser's), or a
-    URL (``rtsp://``, ``http://``...). Files are read frame by frame; live sources (cameras,
-    streams) are read by a thread that keeps only the newest frame, so a slow recogniser always
-    gets the current picture (``dropped`` counts the frames it never saw).
-    """
-
-    def __init__(self, source, *, live: bool | None = None, width: int | None = None,
-                 height: int | None = None):
-        import cv2
-
-        if isinstance(source, str) and source.isdigit():
-            source = int(source)
-        is_url = isinstance(source, str) and "://" in source
-        if not isinstance(source, int) and not is_url:
-            path = Path(os.fspath(source))
-            if not path.is_file():
-                raise FileNotFoundError(f"{path}: no such video file. Fix: check the path, or pass a "
-                                        "camera index (0) or a stream URL")
-            source = str(path)
-        self.source = source
-        self.live = (isinstance(source, int) or is_url) if live is None else bool(live)
-        self._cap = cv2.VideoCapture(source)
-        if not self._cap.isOpened():
-            what = f"camera {source}" if isinstance(source, int) else f"{source!r}"
-            fix = ("no camera at that index, or another program uses it; on a remote kernel use "
-                   "the browser CameraWidget instead") if isinstance(source, int) else \
-                  "check the URL/file and that OpenCV's FFmpeg can read its format"
-            raise OSError(f"could not open {what}. Fix: {fix}")
-        if width:
-            self._cap.set(cv2.CAP_PROP_FRAME_WIDTH, width)
-        if height:
-            self._cap.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
-        self.dropped = 0
-        self._latest: np.ndarray | None = None
-        self._seq = 0
-        self._taken = 0
-        self._cond = threading.Condition()
-        self._stop = False
-        self._eof = False
-        self._reader = None
-        if self.live:
-            self._reader = threading.Thread(target=self._read_loop, name="facekit-video", daemon=True)
-            self._reader.start()
-
-    @property
-    def fps(self) -> float:
-        import cv2
-
-        return float(self._cap.get(cv2.CAP_PROP_FPS) or 0.0)
-
-    def __len__(self) -> int:
-        import cv2
-
-        n = int(self._cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
-        if self.live or n <= 0:
-            raise TypeError("a live source has no length")
-        return n
-
-    def _grab(self) -> np.ndarray | None:
-        import cv2
-
-        ok, bgr = self._cap.read()
-        if not ok or bgr is None:
-            return None
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-    def _read_loop(self) -> None:
-        while not self._stop:
-            frame = self._grab()
-            with self._cond:
-                if frame is None:
-                    self._eof = True
-                    self._cond.notify_all()
-                    return
-                if self._latest is not None and self._taken < self._seq:
-                    self.dropped += 1  # never read: replaced by a newer frame
-                self._latest = frame
-                self._seq += 1
-                self._cond.notify_all()
-
-    def read(self, timeout: float = 5.0) -> np.ndarray | None:
-        """The next frame (files) or the newest frame not yet returned (live); None at the end."""
-        if not self.live:
-            return self._grab()
-        with self._cond:
-            end = time.monotonic() + timeout
-            while self._taken >= self._seq and not self._eof:
-                left = end - time.monotonic()
-                if left <= 0:
-                    return None
-                self._cond.wait(left)
-            if self._taken >= self._seq:
-                return None
-            self._taken = self._seq
-            return self._latest
-
-    def __iter__(self) -> Iterator[np.ndarray]:
-        while True:
-            frame = self.read()
-            if frame is None:
-                return
-            yield frame
-
-    def close(self) -> None:
-        self._stop = True
-        if self._reader is not None:
-            self._reader.join(timeout=2.0)
-        self._cap.release()
-
-    def __enter__(self) -> "VideoSource":
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def write_y4m(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 15.0) -> Path:
-    """Write RGB frames (all the same even size) as raw YUV4MPEG2 I420 -- the format Chromium's
-    ``--use-file-for-fake-video-capture`` plays as a fake webcam (tests of notebook 06)."""
-    import cv2
-
-    path = Path(path)
-    n = 0
-    with open(path, "wb") as f:
-        for frame in frames:
-            h, w = frame.shape[:2]
-            if n == 0:
-                if w % 2 or h % 2:
-                    raise ValueError(f"y4m I420 needs an even frame size, got {w}x{h}")
-                size = (w, h)
-                f.write(f"YUV4MPEG2 W{w} H{h} F{int(round(fps * 1000))}:1000 Ip A1:1 C420jpeg\n".encode())
-            elif (w, h) != size:
-                raise ValueError(f"frame {n} is {w}x{h}, the first was {size[0]}x{size[1]}")
-            f.write(b"FRAME\n")
-            f.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2YUV_I420).tobytes())
-            n += 1
-    if n == 0:
-        raise ValueError("no frames to write")
-    return path
-
-
-def write_video(path: str | os.PathLike, frames: Iterable[np.ndarray], fps: float = 15.0,
-                size: tuple[int, int] | None = None) -> Path:
-    """Write RGB frames to ``path``: ``.y4m`` raw (see :func:`write_y4m`), ``.avi`` (MJPG) or
-    ``.mp4`` (mp4v) through OpenCV. Returns the path. Used in notebook 06."""
-    import cv2
-
-    path = Path(path)
-    if path.suffix.lower() == ".y4m":
-        return write_y4m(path, frames, fps)
-    fourcc = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}.get(path.suffix.lower())
-    if fourcc is None:
-        raise ValueError(f"{path}: unsupported video extension; use .mp4, .avi or .y4m")
-    writer = None
-    n = 0
-    try:
-        for frame in frames:
-            h, w = frame.shape[:2]
-            if writer is None:
-                size = size or (w, h)
-                writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*fourcc), float(fps), size)
-                if not writer.isOpened():
-                    raise OSError(f"OpenCV cannot write {path} with codec {fourcc}")
-            if (w, h) != tuple(size):
-                frame = cv2.resize(frame, tuple(size))
-            writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
-            n += 1
-    finally:
-        if writer is not None:
-            writer.release()
-    if n == 0:
-        raise ValueError("no frames to write")
-    return path
