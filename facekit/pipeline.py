@@ -15,9 +15,9 @@ from .align import DEFAULT_MARGIN, align_faces
 from .detect import Detector, Face, get_detector
 from .embed import Embedder, get_embedder
 from .io import as_rgb, load_image
-from .photometric import apply_crop_op, crop_ops, fuse_unit, normalize as normalize_image
+from .photometric import NORMALIZATIONS, apply_crop_op, crop_ops, fuse_unit, normalize as normalize_image
 
-__all__ = ["FaceEmbedding", "extract_faces", "largest_face", "NORMALIZE_FOR"]
+__all__ = ["FaceEmbedding", "extract_faces", "largest_face", "NORMALIZE_FOR", "LeverPlan", "lever_plan"]
 
 #: Where ``extract_faces(normalize=...)`` applies the normalisation.
 NORMALIZE_FOR = ("embedder", "detector", "both")
@@ -39,6 +39,33 @@ class FaceEmbedding:
 def largest_face(faces: list[Face]) -> Face | None:
     """The face with the largest box area (the photo's subject, usually), or None."""
     return max(faces, key=lambda f: f.area) if faces else None
+
+
+@dataclass(frozen=True)
+class LeverPlan:
+    """What :func:`extract_faces`'s hard-light options do, spelled out (``bench/robust.py`` runs the
+    same plan batched and cached): ``detect_with`` the normalisation of the image the detector sees
+    (None: the image as given); ``retry_with`` the one tried when that finds nothing (None: no
+    retry); ``crop_ops`` the crops embedded and fused (:func:`facekit.photometric.apply_crop_op`)."""
+
+    detect_with: str | None
+    retry_with: str | None
+    crop_ops: tuple[str, ...]
+
+
+def lever_plan(normalize: str | None = None, normalize_for: str = "embedder", fuse: bool = False,
+               gray_consistent: bool | str = False, retry_normalized: bool | str = False) -> LeverPlan:
+    """The :class:`LeverPlan` of :func:`extract_faces`'s options (checked; ValueError names the bad one)."""
+    if normalize_for not in NORMALIZE_FOR:
+        raise ValueError(f"normalize_for must be one of {NORMALIZE_FOR}, got {normalize_for!r}")
+    if fuse and normalize_for == "detector":
+        raise ValueError("fuse=True fuses plain and normalised crops: use normalize_for='embedder' or 'both'")
+    ops = crop_ops(normalize if normalize_for in ("embedder", "both") else None, fuse, gray_consistent)
+    det = normalize if normalize_for in ("detector", "both") else None
+    retry = (normalize or "clahe") if retry_normalized is True else (retry_normalized or None)
+    if retry is not None and retry not in NORMALIZATIONS:
+        raise ValueError(f"retry_normalized must be a bool or one of {NORMALIZATIONS[1:]}, got {retry_normalized!r}")
+    return LeverPlan(det, None if retry == det else retry, ops)
 
 
 def extract_faces(image: np.ndarray | str | os.PathLike, *, detector: Detector | None = None,
@@ -69,21 +96,15 @@ def extract_faces(image: np.ndarray | str | os.PathLike, *, detector: Detector |
     Distances of a lever's embeddings are calibrated differently from the plain ones: keep one
     setting per gallery (enrolments and queries embedded alike).
     """
-    if normalize_for not in NORMALIZE_FOR:
-        raise ValueError(f"normalize_for must be one of {NORMALIZE_FOR}, got {normalize_for!r}")
-    ops = crop_ops(normalize if normalize_for in ("embedder", "both") else None, fuse, gray_consistent)
-    if fuse and normalize_for == "detector":
-        raise ValueError("fuse=True fuses plain and normalised crops: use normalize_for='embedder' or 'both'")
-    retry = (normalize or "clahe") if retry_normalized is True else (retry_normalized or None)
+    plan = lever_plan(normalize, normalize_for, fuse, gray_consistent, retry_normalized)
     img = load_image(image) if isinstance(image, (str, os.PathLike)) else as_rgb(image)
     det = detector or get_detector()
-    det_norm = normalize if normalize_for in ("detector", "both") else None
-    faces = det.detect(normalize_image(img, det_norm), min_face_size=min_face_size)
-    if not faces and retry is not None and retry != det_norm:
-        faces = det.detect(normalize_image(img, retry), min_face_size=min_face_size)
+    faces = det.detect(normalize_image(img, plan.detect_with), min_face_size=min_face_size)
+    if not faces and plan.retry_with is not None:
+        faces = det.detect(normalize_image(img, plan.retry_with), min_face_size=min_face_size)
     if not faces:
         return []
     crops = align_faces(img, faces, margin=margin, rotate=rotate)
     emb = embedder or get_embedder()
-    embs = fuse_unit([emb.embed(apply_crop_op(crops, op)) for op in ops])
+    embs = fuse_unit([emb.embed(apply_crop_op(crops, op)) for op in plan.crop_ops])
     return [FaceEmbedding(f, c, e) for f, c, e in zip(faces, crops, embs)]
