@@ -1,7 +1,9 @@
 """Plotting helpers shared by the notebooks (matplotlib; numpy in).
 
 Taught in notebook 01 (drawing detections) and used throughout. Functions take an optional
-``ax`` and return it, so notebooks can compose figures.
+``ax`` and return it, so notebooks can compose figures. The interactive explorers (sliders over
+these plots) live in :mod:`facekit.widgets` and are re-exported here, so
+``from facekit.viz import pair_explorer`` keeps working.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ import numpy as np
 from .detect import Face
 
 __all__ = ["draw_faces", "image_grid", "scatter_thumbnails",
-           "distance_heatmap", "distance_histograms", "plot_roc", "detection_explorer", "pair_explorer",
-           "figure_png"]
+           "distance_heatmap", "distance_histograms", "plot_roc"]
 
 
 def draw_faces(image: np.ndarray, faces: Sequence[Face], labels: Sequence[str] | None = None,
@@ -213,112 +214,9 @@ def plot_roc(distances: np.ndarray, same: np.ndarray, ax=None, threshold: float 
     return ax
 
 
-def figure_png(fig, dpi: int = 90) -> bytes:
-    """Render a matplotlib figure to PNG bytes and close it (for ``ipywidgets.Image``).
-
-    The explorers below redraw into an ``Image`` widget rather than an ``Output`` widget: headless
-    runs (nbclient, the tests) answer Output widgets on the kernel's shell channel while waiting on
-    it, which can lose the cell's reply and hang (jupyter/nbclient#312).
-    """
-    import io
-
-    import matplotlib.pyplot as plt
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    return buf.getvalue()
-
-
-def detection_explorer(images: dict, detector=None, confidence: float = 0.7, min_face_size: int = 20,
-                       max_size: int = 160, figsize: tuple[float, float] = (6, 5)):
-    """Widget: pick a photo, drag the O-Net confidence threshold and the minimum face size, see
-    the detections redrawn with the time they took.
-
-    ``images``: ``{name: RGB uint8 image}``. Drawn once on creation (so it shows in headless
-    runs too). Taught in notebook 01. Returns the ipywidgets box.
-    """
-    import time
-
-    import ipywidgets as W
-    import matplotlib.pyplot as plt
-
-    from .detect import get_detector
-
-    det = detector or get_detector()
-    names = list(images)
-    pick = W.Dropdown(options=names, value=names[0], description="photo")
-    conf = W.FloatSlider(value=confidence, min=0.5, max=0.999, step=0.01, description="confidence",
-                         continuous_update=False, readout_format=".2f")
-    size = W.IntSlider(value=min_face_size, min=12, max=max_size, step=4, description="min face px",
-                       continuous_update=False)
-    view = W.Image(format="png")
-
-    def update(*_):
-        img = images[pick.value]
-        t0 = time.perf_counter()
-        faces = det.detect(img, min_face_size=size.value,
-                           thresholds=(det.thresholds[0], det.thresholds[1], conf.value))
-        ms = 1000 * (time.perf_counter() - t0)
-        fig, ax = plt.subplots(figsize=figsize)
-        draw_faces(img, faces, ax=ax)
-        ax.set_title(f"{len(faces)} face(s) with confidence > {conf.value:.2f} and size >= "
-                     f"{size.value} px; {ms:.0f} ms", fontsize=9)
-        view.value = figure_png(fig)
-
-    for w in (pick, conf, size):
-        w.observe(update, names="value")
-    update()
-    return W.VBox([W.HBox([pick, conf, size]), view])
-
-
-def pair_explorer(crops: np.ndarray, embeddings: np.ndarray, names: Sequence[str], threshold: float | None = None,
-                  a: int = 0, b: int = 1):
-    """Widget: choose two faces (dropdowns), see both crops, their squared-L2 distance and the
-    verdict at the threshold (slider, default :data:`facekit.verify.DEFAULT_THRESHOLD`).
-
-    crops: uint8 (N, h, w, 3); embeddings: (N, D) unit rows; names: N captions. Drawn once on
-    creation. Taught in notebook 02. Returns the ipywidgets box.
-    """
-    import ipywidgets as W
-    import matplotlib.pyplot as plt
-
-    from .verify import DEFAULT_THRESHOLD, verify
-
-    opts = [(f"{i}: {n}", i) for i, n in enumerate(names)]
-    da = W.Dropdown(options=opts, value=a, description="face A")
-    db = W.Dropdown(options=opts, value=b, description="face B")
-    th = W.FloatSlider(value=DEFAULT_THRESHOLD if threshold is None else threshold, min=0.2, max=2.0, step=0.01,
-                       description="threshold", continuous_update=False, readout_format=".2f")
-    view = W.Image(format="png")
-
-    def update(*_):
-        same, d = verify(embeddings[da.value], embeddings[db.value], threshold=th.value)
-        fig, axes = plt.subplots(1, 2, figsize=(5, 2.9))
-        for ax, i in zip(axes, (da.value, db.value)):
-            ax.imshow(crops[i])
-            ax.set_title(str(names[i]), fontsize=9)
-            ax.set_axis_off()
-        verdict = "SAME person" if same else "DIFFERENT people"
-        fig.suptitle(f"distance {d:.3f} {'<' if same else '>='} {th.value:.2f}  ->  {verdict}",
-                     color="green" if same else "red", fontsize=10)
-        fig.tight_layout()
-        view.value = figure_png(fig)
-
-    for w in (da, db, th):
-        w.observe(update, names="value")
-    update()
-    return W.VBox([W.HBox([da, db]), th, view])
-
-
 # --- triplet loss (notebook 03) ---------------------------------------------------------------
 
-__all__ += ["plot_triplet_margin", "triplet_margin_explorer", "plot_training_history"]
-
-
-def _unit(deg) -> np.ndarray:
-    r = np.deg2rad(np.asarray(deg, float))
-    return np.stack([np.cos(r), np.sin(r)], axis=-1)
+__all__ += ["plot_triplet_margin", "plot_training_history"]
 
 
 def plot_triplet_margin(anchor: np.ndarray, positive: np.ndarray, negatives: np.ndarray,
@@ -370,30 +268,6 @@ def plot_triplet_margin(anchor: np.ndarray, positive: np.ndarray, negatives: np.
     return ax
 
 
-def triplet_margin_explorer(positive_deg: float = 40.0, margin: float = 0.2,
-                            negatives_deg=(15, 30, 45, 70, 120, 200, 300)):
-    """Sliders for the positive's angle and the margin over :func:`plot_triplet_margin` on the unit
-    circle (anchor at 0 degrees, negatives at ``negatives_deg``). Drawn once on creation, so it
-    shows headless too. Taught in notebook 03; returns the widget."""
-    import ipywidgets as W
-    import matplotlib.pyplot as plt
-
-    pos = W.FloatSlider(value=positive_deg, min=0, max=180, step=1, description="positive (deg)",
-                        continuous_update=False)
-    mar = W.FloatSlider(value=margin, min=0.0, max=1.5, step=0.05, description="margin",
-                        continuous_update=False, readout_format=".2f")
-    view = W.Image(format="png")
-
-    def update(*_):
-        ax = plot_triplet_margin(_unit(0.0), _unit(pos.value), _unit(negatives_deg), mar.value)
-        view.value = figure_png(ax.figure)
-
-    for w in (pos, mar):
-        w.observe(update, names="value")
-    update()
-    return W.VBox([W.HBox([pos, mar]), view])
-
-
 def plot_training_history(histories: dict, smooth: int = 20, margin: float | None = None):
     """Curves of :class:`facekit.triplet.TripletNet` runs, one colour per run: loss, fraction of
     active triplets, mean pairwise distance within the batch (0 = collapsed) and held-out
@@ -429,129 +303,98 @@ def plot_training_history(histories: dict, smooth: int = 20, margin: float | Non
     return fig
 
 
-# --- identification and maps (notebooks 04-05) ---------------------------------------------
+# --- the sphere and the DET curve (notebooks 02-03) ------------------------------------------
 
-__all__ += ["open_set_explorer", "identify_explorer", "umap_explorer"]
+__all__ += ["plot_sphere", "plot_det"]
 
 
-def open_set_explorer(known_scores: np.ndarray, known_correct: np.ndarray, stranger_scores: np.ndarray,
-                      threshold: float = 0.8, bins: int = 60):
-    """Widget: drag the "unknown" threshold, see both score histograms and, at that threshold, the
-    share of enrolled faces named correctly / turned away and of strangers let in.
+def plot_sphere(points: np.ndarray, labels: Sequence[str] | None = None, ax=None, pair: tuple[int, int] | None = None,
+                s: float = 18):
+    """Unit vectors in 3-D drawn on a wireframe unit sphere, one colour per label.
 
-    Scores: squared distances (lower = more "enrolled"); known_correct: the closed-set name was
-    right. Drawn once on creation. Taught in notebook 04. Returns the ipywidgets box.
+    points: float (N, 3) (rows are normalised here, so a 3-D projection of higher-dimensional
+    embeddings can be shown too); pair: optional indices ``(i, j)`` whose chord is drawn and
+    labelled with its squared length ``d = 2 - 2 cos`` and the angle at the centre. ``ax`` must be
+    a 3-D axes (``projection="3d"``); created when None. Taught in notebooks 02 and 03.
     """
-    import ipywidgets as W
     import matplotlib.pyplot as plt
 
-    ks, kc, ss = np.asarray(known_scores), np.asarray(known_correct, bool), np.asarray(stranger_scores)
-    hi = float(max(ks.max(initial=0), ss.max(initial=0), threshold)) * 1.05 or 2.0
-    slider = W.FloatSlider(value=round(float(threshold), 2), min=0.0, max=round(hi, 2), step=0.01,
-                           description="threshold", continuous_update=False, readout_format=".2f")
-    view = W.Image(format="png")
+    p = np.asarray(points, float)
+    if p.ndim != 2 or p.shape[1] != 3:
+        raise ValueError(f"points must be (N, 3), got {p.shape}")
+    p = p / np.maximum(np.linalg.norm(p, axis=1, keepdims=True), 1e-12)
+    if ax is None:
+        ax = plt.figure(figsize=(5.5, 5.5)).add_subplot(projection="3d")
+    u, v = np.meshgrid(np.linspace(0, 2 * np.pi, 25), np.linspace(0, np.pi, 13))
+    ax.plot_wireframe(np.cos(u) * np.sin(v), np.sin(u) * np.sin(v), np.cos(v), color="0.85", lw=0.5)
+    if labels is None:
+        ax.scatter(*p.T, s=s, color="tab:blue", depthshade=False)
+    else:
+        lab = np.asarray(labels)
+        for k, name in enumerate(dict.fromkeys(lab.tolist())):
+            q = p[lab == name]
+            ax.scatter(*q.T, s=s, color=f"C{k % 10}", label=str(name), depthshade=False)
+        if len(set(lab.tolist())) <= 12:
+            ax.legend(fontsize=7, loc="upper left")
+    if pair is not None:
+        a, b = p[pair[0]], p[pair[1]]
+        cos = float(a @ b)
+        ax.plot(*np.c_[a, b], color="k", lw=2)
+        ax.plot(*np.c_[np.zeros(3), a], color="0.4", lw=1, ls=":")
+        ax.plot(*np.c_[np.zeros(3), b], color="0.4", lw=1, ls=":")
+        mid = (a + b) / 2
+        ax.text(*mid, f"  d = |a-b|² = {2 - 2 * cos:.2f}\n  θ = {np.degrees(np.arccos(np.clip(cos, -1, 1))):.0f}°",
+                fontsize=9)
+    ax.set_box_aspect((1, 1, 1))
+    for setter in (ax.set_xlim, ax.set_ylim, ax.set_zlim):
+        setter(-1, 1)
+    ax.set_xticks([]); ax.set_yticks([]); ax.set_zticks([])  # noqa: E702
+    return ax
 
-    def update(*_):
-        t = slider.value
-        acc = ks <= t
-        fig, ax = plt.subplots(figsize=(7, 3))
-        edges = np.linspace(0, hi, bins)
-        ax.hist(ks, edges, alpha=0.6, density=True, label="enrolled people")
-        ax.hist(ss, edges, alpha=0.6, density=True, label="strangers")
-        ax.axvline(t, color="k", ls="--")
-        ax.set_xlabel("squared distance to the nearest enrolled photo")
-        ax.set_title(f"threshold {t:.2f}: enrolled named correctly {np.mean(acc & kc):.3f}, turned away "
-                     f"{np.mean(~acc):.3f}; strangers let in {np.mean(ss <= t):.3f}", fontsize=9)
-        ax.legend(fontsize=8)
-        view.value = figure_png(fig)
 
-    slider.observe(update, names="value")
-    update()
-    return W.VBox([slider, view])
+def plot_det(distances: np.ndarray, same: np.ndarray, threshold: float | None = None, ax=None, label: str | None = None):
+    """DET curve (detection error trade-off): false reject rate against false accept rate, both on
+    log axes, for the rule "same person if d < threshold"; the point at ``threshold`` is marked.
 
-
-def identify_explorer(identifier, photos: dict, figsize: tuple[float, float] = (7, 5)):
-    """Widget: pick a photo (or upload one) and see every face boxed with its name (or
-    "unknown") and score, from a fitted :class:`facekit.identify.FaceIdentifier`.
-
-    ``photos``: ``{caption: RGB uint8 image or file path}``. Drawn once on creation. Taught in
-    notebook 04. Returns the ipywidgets box.
+    Unlike the ROC curve it spreads out the low-error corner where real systems operate (FAR of
+    1e-3 and below). distances: float (M,) squared L2; same: bool (M,). Rates of 0 are drawn at
+    half of one pair, so the curve stays on the log axes. Taught in notebook 02; returns the axes.
     """
-    import os
-    import tempfile
-
-    import ipywidgets as W
     import matplotlib.pyplot as plt
 
-    from .identify import identify_photo
-    from .io import ImageLoadError, load_image
-
-    names = list(photos)
-    pick = W.Dropdown(options=names, value=names[0], description="photo")
-    upload = W.FileUpload(accept="image/*", multiple=False, description="or upload")
-    note = W.HTML()
-    view = W.Image(format="png")
-
-    def show(image, title):
-        faces, who, scores = identify_photo(image, identifier)
-        fig, ax = plt.subplots(figsize=figsize)
-        draw_faces(image, [f.face for f in faces], [f"{n} {s:.2f}" for n, s in zip(who, scores)], ax=ax,
-                   landmarks=False, show_confidence=False)
-        ax.set_title(f"{title}: {len(faces)} face(s)", fontsize=10)
-        view.value = figure_png(fig)
-        note.value = ""
-
-    def on_pick(*_):
-        p = photos[pick.value]
-        show(load_image(p) if isinstance(p, (str, os.PathLike)) else p, pick.value)
-
-    def on_upload(*_):
-        for item in upload.value:
-            suffix = os.path.splitext(item["name"])[1]
-            with tempfile.TemporaryDirectory() as tmp:  # load_image handles EXIF, formats, errors
-                path = os.path.join(tmp, "upload" + suffix)
-                with open(path, "wb") as f:
-                    f.write(bytes(item["content"]))
-                try:
-                    show(load_image(path), item["name"])
-                except ImageLoadError as exc:
-                    note.value = f"<b>{item['name']}</b>: {exc.reason}. {exc.fix}"
-
-    pick.observe(on_pick, names="value")
-    upload.observe(on_upload, names="value")
-    on_pick()
-    return W.VBox([W.HBox([pick, upload]), note, view])
+    d, s = np.asarray(distances, float).ravel(), np.asarray(same, bool).ravel()
+    if ax is None:
+        _, ax = plt.subplots(figsize=(4.5, 4))
+    n_diff, n_same = int((~s).sum()), int(s.sum())
+    ts = np.unique(np.r_[d, d.max() + 1e-6])
+    ds, dd = np.sort(d[s]), np.sort(d[~s])
+    far = np.searchsorted(dd, ts, side="left") / n_diff
+    frr = 1 - np.searchsorted(ds, ts, side="left") / n_same
+    floor_a, floor_r = 0.5 / n_diff, 0.5 / n_same
+    ax.plot(np.maximum(far, floor_a), np.maximum(frr, floor_r), lw=1.5, label=label)
+    if threshold is not None:
+        fa = np.searchsorted(dd, threshold, side="left") / n_diff
+        fr = 1 - np.searchsorted(ds, threshold, side="left") / n_same
+        ax.plot(max(fa, floor_a), max(fr, floor_r), "o", color="k", label=f"threshold {threshold:.2f}")
+    ax.set_xscale("log"); ax.set_yscale("log")  # noqa: E702
+    ax.set_xlim(floor_a * 0.8, 1); ax.set_ylim(floor_r * 0.8, 1)  # noqa: E702
+    ax.set_xlabel("false accept rate (different people called same)")
+    ax.set_ylabel("false reject rate")
+    ax.grid(True, which="both", alpha=0.2)
+    ax.legend(fontsize=8)
+    ax.set_title("DET curve", fontsize=10)
+    return ax
 
 
-def umap_explorer(embeddings: np.ndarray, labels: Sequence[str], n_neighbors: int = 15, min_dist: float = 0.1,
-                  figsize: tuple[float, float] = (6, 6)):
-    """Widget: UMAP's ``n_neighbors`` and ``min_dist`` as sliders, the 2-D map redrawn (coloured
-    by ``labels``) with the time it took. Drawn once on creation. Taught in notebook 05.
-    Returns the ipywidgets box."""
-    import time
+_WIDGETS = ("figure_png", "detection_explorer", "pair_explorer", "triplet_margin_explorer", "open_set_explorer",
+            "identify_explorer", "umap_explorer", "threshold_explorer", "sphere_explorer")
+__all__ += list(_WIDGETS)
 
-    import ipywidgets as W
-    import matplotlib.pyplot as plt
 
-    from .cluster import project
+def __getattr__(name: str):
+    """The explorers live in :mod:`facekit.widgets` (imported on first use: it needs ipywidgets)."""
+    if name in _WIDGETS:
+        from . import widgets
 
-    x = np.asarray(embeddings)
-    nn = W.IntSlider(value=n_neighbors, min=2, max=max(3, min(100, len(x) - 1)), description="n_neighbors",
-                     continuous_update=False)
-    md = W.FloatSlider(value=min_dist, min=0.0, max=0.99, step=0.05, description="min_dist",
-                       continuous_update=False, readout_format=".2f")
-    view = W.Image(format="png")
-
-    def update(*_):
-        t0 = time.perf_counter()
-        p = project(x, "umap", n_neighbors=min(nn.value, len(x) - 1), min_dist=md.value)
-        fig, ax = plt.subplots(figsize=figsize)
-        scatter_thumbnails(p, labels, ax=ax, legend=False)
-        ax.set_title(f"n_neighbors={nn.value}, min_dist={md.value:.2f} ({time.perf_counter() - t0:.1f} s)",
-                     fontsize=10)
-        view.value = figure_png(fig)
-
-    for w in (nn, md):
-        w.observe(update, names="value")
-    update()
-    return W.VBox([W.HBox([nn, md]), view])
+        return getattr(widgets, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
