@@ -11,27 +11,27 @@ image size alone, so with ``min_face_size`` above ~30 the last pyramid levels fa
 pixels, accepts grayscale/RGBA arrays, returns ``[]`` for images too small to hold a face, and
 detects on a downscaled copy of very large photos (boxes are mapped back to full resolution).
 
-Speed (issue #7, ``bench/detect.py``): ``Detector(fast=True)`` (the default) runs the same three
-networks with the same weights and mtcnn's own box arithmetic, but each network is rebuilt as
-plain TensorFlow ops and traced once into a ``tf.function`` with a relaxed input signature
-(P-Net ``(None, None, None, 3)``, R-Net ``(None, 24, 24, 3)``, O-Net ``(None, 48, 48, 3)``), so
-no pyramid level or image size retraces, instead of mtcnn 1.0's eager Keras calls, which
-dispatch every layer from Python again at every pyramid level. Results equal
-``Detector(fast=False)`` (mtcnn's own ``detect_faces`` with facekit's pyramid) bit for bit on
-the sample set (tested to 0.05 px).
+The cascade itself is written once, in :mod:`facekit.cascade`, and takes the three networks as
+arguments. Speed (``bench/detect.py``): ``Detector(fast=True)`` (the default) hands it mtcnn's
+networks rebuilt as plain TensorFlow ops, each traced once into a ``tf.function`` with a relaxed
+input signature (P-Net ``(None, None, None, 3)``, R-Net ``(None, 24, 24, 3)``, O-Net
+``(None, 48, 48, 3)``), so no pyramid level or image size retraces; ``fast=False`` hands it
+mtcnn's eager Keras models (each layer dispatched from Python at every level: the reference).
+``Detector(networks=...)`` takes any other three callables (e.g. int8 ONNX networks). The
+cascade run with mtcnn's own pyramid equals ``mtcnn.MTCNN().detect_faces`` (tested).
 """
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from .io import as_rgb
 
-__all__ = ["Face", "Detector", "detect_faces", "get_detector", "scale_pyramid", "LANDMARK_NAMES"]
+__all__ = ["Face", "Detector", "detect_faces", "get_detector", "scale_pyramid", "LANDMARK_NAMES", "match_boxes"]
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 PNET_WINDOW = 12  # P-Net's receptive field in pixels
@@ -111,37 +111,84 @@ class Detector:
 
     Parameters
     ----------
-    min_face_size : smallest face to find, in pixels of the input image (default 20, as in the
-        MTCNN paper; raise it for speed when faces are large, e.g. webcam selfies).
-    thresholds : P-Net, R-Net, O-Net score thresholds (default 0.6, 0.7, 0.7 as in the MTCNN
-        paper/facenet's align code).
-    scale_factor : pyramid step (default 0.709 = 1/sqrt(2), the paper's).
+    min_face_size : smallest face to find, in pixels of the input image (default 20: the
+        reference MTCNN code's default (facenet's ``align_dataset_mtcnn``, mtcnn); the paper
+        itself states none; raise it for speed when faces are large, e.g. webcam selfies).
+    thresholds : P-Net, R-Net, O-Net score thresholds (default 0.6, 0.7, 0.7 as in facenet's
+        align code).
+    scale_factor : pyramid step (default 0.709 = 1/sqrt(2), the reference code's).
     max_side : photos whose longer side exceeds this are detected on a downscaled copy (default
         1280 px); boxes and landmarks are returned in full-resolution pixels.
     fast : run the networks as traced ``tf.function`` objects (default True: same results,
-        several times faster); False calls ``mtcnn.MTCNN.detect_faces`` itself (the reference).
+        several times faster); False runs mtcnn's eager Keras models (the reference).
+    networks : three callables to use instead (:class:`facekit.cascade.Networks`), e.g. int8
+        ONNX networks; ``fast`` is then ignored.
+
+    Thread safety: a Detector holds no per-call state, and the cascade none at all; two detectors
+    (or two threads sharing one) can detect at the same time.
     """
 
     def __init__(self, min_face_size: float = 20, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
-                 scale_factor: float = 0.709, max_side: int | None = 1280, fast: bool = True):
-        self.min_face_size = float(min_face_size)
-        self.thresholds = tuple(float(t) for t in thresholds)
+                 scale_factor: float = 0.709, max_side: int | None = 1280, fast: bool = True,
+                 networks: Sequence | None = None):
+        mfs = float(min_face_size)
+        if not np.isfinite(mfs) or mfs <= 0:
+            raise ValueError(f"min_face_size must be a finite number of pixels > 0, got {min_face_size!r}")
+        th = tuple(float(t) for t in thresholds)
+        if len(th) != 3 or not all(0.0 <= t <= 1.0 for t in th):
+            raise ValueError(f"thresholds must be three scores in [0, 1] (P-Net, R-Net, O-Net), got {thresholds!r}")
+        self.min_face_size = mfs
+        self.thresholds = th
         self.scale_factor = float(scale_factor)
         self.max_side = max_side
         self.fast = bool(fast)
         self._mtcnn = None
         self._nets = None
+        self._custom = None
+        if networks is not None:
+            from .cascade import Networks
+
+            if len(networks) != 3 or not all(callable(n) for n in networks):
+                raise TypeError("networks must be three callables (pnet, rnet, onet); see facekit.cascade.Networks")
+            self._custom = Networks(*networks)
         self._lock = threading.Lock()
 
     # -- model ---------------------------------------------------------------------------
     @property
     def mtcnn(self):
-        """The underlying ``mtcnn.MTCNN`` (built lazily, once per Detector)."""
+        """The underlying ``mtcnn.MTCNN`` (built lazily, once per Detector; weights ship in the wheel)."""
         if self._mtcnn is None:
             with self._lock:
                 if self._mtcnn is None:
-                    self._mtcnn = _build_mtcnn()
+                    from mtcnn import MTCNN
+
+                    self._mtcnn = MTCNN()
         return self._mtcnn
+
+    def networks(self):
+        """The three networks the cascade runs (:class:`facekit.cascade.Networks`): the ones given,
+        else the compiled ones (``fast``), else mtcnn's eager Keras models."""
+        from .cascade import Networks
+
+        if self._custom is not None:
+            return self._custom
+        if self.fast:
+            return Networks(*self.compiled_nets())
+        return Networks(*(stage.model for stage in self.mtcnn.stages))
+
+    def compiled_nets(self):
+        """``(pnet, rnet, onet)``: this detector's mtcnn networks, each traced once into a
+        ``tf.function`` (float32 NHWC images normalised to [-1, 1]; built on first use)."""
+        if self._nets is None:
+            import tensorflow as tf
+
+            models = [stage.model for stage in self.mtcnn.stages]
+            with self._lock:
+                if self._nets is None:
+                    self._nets = tuple(
+                        tf.function(_plain_net(m, steps, heads), input_signature=[tf.TensorSpec(shape, tf.float32)])
+                        for m, (steps, heads), shape in zip(models, _NET_LAYERS, _NET_INPUTS))
+        return self._nets
 
     # -- detection -----------------------------------------------------------------------
     def detect(self, image: np.ndarray, *, min_face_size: float | None = None,
@@ -150,13 +197,17 @@ class Detector:
 
         Returns faces sorted by confidence, highest first; ``[]`` when there is none.
         """
+        from .cascade import run_cascade
+
         img, factor = self.working_image(image)
         mfs = float(self.min_face_size if min_face_size is None else min_face_size)
+        if not np.isfinite(mfs) or mfs <= 0:
+            raise ValueError(f"min_face_size must be a finite number of pixels > 0, got {min_face_size!r}")
         th = self.thresholds if thresholds is None else tuple(float(t) for t in thresholds)
         scales = scale_pyramid(img.shape[0], img.shape[1], mfs * factor, self.scale_factor)
         if len(scales) == 0:
             return []
-        faces = [Face.from_mtcnn_row(r) for r in self._run(img, scales, th)]
+        faces = [Face.from_mtcnn_row(r) for r in run_cascade(img, self.networks(), scales, th)]
         if factor != 1.0:
             faces = [f.scaled(1.0 / factor) for f in faces]
         faces.sort(key=lambda f: -f.confidence)
@@ -178,12 +229,15 @@ class Detector:
     __call__ = detect
 
     def detect_batch(self, images: Sequence[np.ndarray]) -> list[list[Face]]:
-        """Faces in several images of the SAME size: one list per image, each sorted by
-        confidence. mtcnn runs every stage once for the whole batch (0.08 s instead of 0.55 s per
-        250x250 LFW photo on 2 cores: per-call overhead dominates for small photos). Used by
-        :func:`facekit.verify.detect_lfw` (notebook 02). Mixed sizes, photos over ``max_side``
-        or an mtcnn failure fall back to :meth:`detect` per image (same faces, slower).
+        """Faces in several images: one list per image, each sorted by confidence.
+
+        Images of the same size (not over ``max_side``) go through the cascade together: P-Net
+        once per pyramid level for the whole batch, R-Net and O-Net once for every candidate
+        (per-call overhead dominates for small photos such as LFW's 250x250). Others are detected
+        one by one. Same faces as :meth:`detect` (tested). Used by :func:`facekit.lfw.detect_lfw`.
         """
+        from .cascade import run_cascade
+
         imgs = [as_rgb(im) for im in images]
         if not imgs:
             return []
@@ -193,49 +247,56 @@ class Detector:
         scales = scale_pyramid(h, w, self.min_face_size, self.scale_factor)
         if len(scales) == 0:
             return [[] for _ in imgs]
-        m, th = self.mtcnn, self.thresholds
-        try:
-            with self._lock:
-                m.stages[0].facekit_scales = scales
-                out = m.detect_faces(imgs, box_format="xyxy", output_type="numpy", threshold_pnet=th[0],
-                                     threshold_rnet=th[1], threshold_onet=th[2])
-            rows = np.asarray(out, dtype=np.float64).reshape(-1, 16)  # index, box, score, 5 x, 5 y
-        except Exception:  # mtcnn's batched path is less travelled: never lose an image to it
-            return [self.detect(im) for im in imgs]
+        rows = run_cascade(np.stack(imgs), self.networks(), scales, self.thresholds)
         res: list[list[Face]] = [[] for _ in imgs]
         for r in rows:
             res[int(r[0])].append(Face.from_mtcnn_row(r))
         return [sorted(f, key=lambda x: -x.confidence) for f in res]
 
-    def _run(self, img: np.ndarray, scales: np.ndarray, th: tuple[float, float, float]) -> np.ndarray:
-        if self.fast:
-            nets = self.compiled_nets()
-            with self._lock:
-                return _run_fast(nets, img, scales, th)
-        m = self.mtcnn
-        pnet = m.stages[0]
-        pnet.facekit_scales = scales
-        with self._lock:
-            out = m.detect_faces(img, box_format="xyxy", output_type="numpy",
-                                 threshold_pnet=th[0], threshold_rnet=th[1], threshold_onet=th[2])
-        out = np.asarray(out, dtype=np.float64)
-        if out.ndim != 2 or out.shape[0] == 0:
-            return np.empty((0, 16))
+    def refine(self, image: np.ndarray, boxes) -> list[Face | None]:
+        """Re-detect faces near known ``boxes`` (K, 4) with R-Net and O-Net only (no pyramid).
+
+        Returns one :class:`Face` (or None: no face there any more) per box, in pixels of
+        ``image``; each face is matched to at most one box (IoU >= 0.2). Several times cheaper
+        than :meth:`detect`: the live loop follows faces this way between full scans (notebook 06).
+        """
+        from .cascade import refine_rows
+
+        img = as_rgb(image)
+        b = np.asarray(boxes, np.float64).reshape(-1, 4)
+        if not len(b):
+            return []
+        faces = [Face.from_mtcnn_row(r) for r in refine_rows(img, self.networks(), b, self.thresholds)]
+        out: list[Face | None] = [None] * len(b)
+        for bi, fi in match_boxes(b, np.array([f.box for f in faces], np.float64).reshape(-1, 4), 0.2):
+            out[bi] = faces[fi]
         return out
 
-    def compiled_nets(self):
-        """``(pnet, rnet, onet)``: this detector's mtcnn networks, each traced once into a
-        ``tf.function`` (float32 NHWC images normalised to [-1, 1]; built on first use)."""
-        if self._nets is None:
-            import tensorflow as tf
 
-            models = [st._model for st in self.mtcnn.stages]
-            with self._lock:
-                if self._nets is None:
-                    self._nets = tuple(
-                        tf.function(_plain_net(m, steps, heads), input_signature=[tf.TensorSpec(shape, tf.float32)])
-                        for m, (steps, heads), shape in zip(models, _NET_LAYERS, _NET_INPUTS))
-        return self._nets
+def match_boxes(a: np.ndarray, b: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
+    """Greedy one-to-one matching of boxes ``a`` (K, 4) to ``b`` (M, 4), highest IoU first, pairs
+    with IoU >= ``min_iou`` only. Returns ``[(index in a, index in b), ...]``."""
+    a = np.asarray(a, np.float64).reshape(-1, 4)
+    b = np.asarray(b, np.float64).reshape(-1, 4)
+    if not len(a) or not len(b):
+        return []
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area = lambda z: np.clip(z[:, 2] - z[:, 0], 0, None) * np.clip(z[:, 3] - z[:, 1], 0, None)  # noqa: E731
+    m = inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
+    pairs, used_a, used_b = [], set(), set()
+    for flat in np.argsort(-m, axis=None):
+        i, j = np.unravel_index(flat, m.shape)
+        if m[i, j] < min_iou:
+            break
+        if i not in used_a and j not in used_b:
+            used_a.add(i)
+            used_b.add(j)
+            pairs.append((int(i), int(j)))
+    return pairs
 
 
 # mtcnn 1.0's P-, R- and O-Net: the layers their call() runs, in order, then the output heads
@@ -316,70 +377,6 @@ def _plain_net(model, steps: list[str], heads: list[str]):
         return outs
 
     return run
-
-
-def _run_fast(nets, img: np.ndarray, scales: np.ndarray, th: tuple[float, float, float]) -> np.ndarray:
-    """mtcnn 1.0's three stages for one image, in the same order with the same box arithmetic
-    and NMS settings as its StagePNet/StageRNet/StageONet and ``fit_to_image`` post-processing,
-    with compiled networks. Returns mtcnn's numpy rows (xyxy), ``(n, 16)`` float64."""
-    import tensorflow as tf
-    from mtcnn.utils.bboxes import (adjust_bboxes, generate_bounding_box, limit_bboxes, pick_matches,
-                                    replace_confidence, resize_to_square, smart_nms_from_bboxes,
-                                    upscale_bboxes)
-    from mtcnn.utils.images import extract_patches, scale_images
-    from mtcnn.utils.landmarks import adjust_landmarks
-
-    pnet, rnet, onet = nets
-    none = np.empty((0, 16))
-    x = (img[None].astype(np.float32) - 127.5) / 128  # mtcnn's normalize_images
-    per_scale = []
-    for s in scales:  # P-Net over the pyramid
-        reg, prob = pnet(scale_images(x, float(s)))
-        b = upscale_bboxes(generate_bounding_box(reg, prob, th[0]), np.asarray([s]))
-        if len(b):
-            per_scale.append(smart_nms_from_bboxes(b, threshold=0.5, method="union", initial_sort=False))
-    if not per_scale:
-        return none
-    rows = smart_nms_from_bboxes(np.concatenate(per_scale), threshold=0.7, method="union", initial_sort=True)
-    rows = resize_to_square(rows)
-    # R-Net on every candidate in one batch
-    off, scores = rnet(tf.convert_to_tensor(extract_patches(x, rows, expected_size=(24, 24))))
-    rows = pick_matches(adjust_bboxes(replace_confidence(rows, scores), off), score_threshold=th[1])
-    if not len(rows):
-        return none
-    rows = resize_to_square(smart_nms_from_bboxes(rows, threshold=0.7, method="union", initial_sort=True))
-    # O-Net: final boxes and landmarks
-    off, lms, scores = onet(tf.convert_to_tensor(extract_patches(x, rows, expected_size=(48, 48))))
-    lms = adjust_landmarks(lms, rows)
-    rows = adjust_bboxes(replace_confidence(rows, scores), off)
-    rows = pick_matches(np.concatenate([rows, lms], axis=-1), scores_column=5, score_threshold=th[2])
-    if not len(rows):
-        return none
-    rows = smart_nms_from_bboxes(rows, threshold=0.7, method="min", initial_sort=True)
-    rows = limit_bboxes(np.asarray(rows, np.float64), images_shapes=np.asarray([img.shape]), limit_landmarks=False)
-    return np.asarray(rows, np.float64).reshape(-1, 16)
-
-
-def _build_mtcnn():
-    """An ``mtcnn.MTCNN`` whose P-Net uses :func:`scale_pyramid` (weights ship in the mtcnn wheel)."""
-    from mtcnn import MTCNN
-    from mtcnn.stages import StageONet, StagePNet, StageRNet
-    import mtcnn.stages.stage_pnet as stage_pnet_mod
-
-    class _PNet(StagePNet):
-        facekit_scales: np.ndarray | None = None
-
-        def __call__(self, images_normalized, images_oshapes, **kwargs):
-            scales = self.facekit_scales
-            orig = stage_pnet_mod.build_scale_pyramid
-            # Swap in facekit's pyramid for this call only (mtcnn looks the name up per call).
-            stage_pnet_mod.build_scale_pyramid = lambda *a, **k: scales
-            try:
-                return super().__call__(images_normalized, images_oshapes, **kwargs)
-            finally:
-                stage_pnet_mod.build_scale_pyramid = orig
-
-    return MTCNN(stages=[_PNet(), StageRNet(), StageONet()])
 
 
 _default: Detector | None = None
