@@ -51,10 +51,8 @@ class SpyDetector:
         return self.det.detect(image, **kw)
 
     def refine(self, image, boxes):
-        from facekit.live import refine_faces  # TEMPORARY: self.det.refine once Detector.refine lands
-
         self.refines += 1
-        return refine_faces(self.det, image, boxes)
+        return self.det.refine(image, boxes)
 
 
 @pytest.fixture(scope="module")

@@ -61,6 +61,4 @@ def refine_faces(detector, image, boxes):
     """
     warnings.warn("facekit.live.refine_faces is deprecated; use Detector.refine(image, boxes)",
                   DeprecationWarning, stacklevel=2)
-    from ._refine_fallback import refine  # TEMPORARY until Detector.refine lands
-
-    return refine(detector, image, boxes)
+    return detector.refine(image, boxes)

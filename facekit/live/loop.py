@@ -51,9 +51,7 @@ def stage_costs(frame: np.ndarray, recognizer: LiveRecognizer | None = None, rep
     costs = {"full detection": timed(lambda: det.detect(img, min_face_size=20)),
              "scan": timed(lambda: det.detect(small, min_face_size=min_face))}
     if faces:
-        from ._refine_fallback import refine  # TEMPORARY until Detector.refine lands
-
-        costs["refine"] = timed(lambda: refine(det, img, [f.box for f in faces]))
+        costs["refine"] = timed(lambda: det.refine(img, [f.box for f in faces]))
         probe = LiveRecognizer(rec.identifier, detector=det, embedder=emb, min_face_size=rec.min_face_size,
                                tracker=FlowTracker())
         probe.process(img)  # a scan: the probe's tracker now follows the faces

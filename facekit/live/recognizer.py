@@ -24,8 +24,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections import deque
-from dataclasses import dataclass, field
 from typing import Iterable
 
 import numpy as np
@@ -34,6 +32,7 @@ from ..align import align_face
 from ..detect import Detector, get_detector
 from ..embed import Embedder, get_embedder
 from ..identify import UNKNOWN, FaceIdentifier
+from .naming import TrackName, gallery_threshold
 from .results import PENDING, FrameResult, LiveFace
 from .tracking import FlowTracker, Track, Tracker
 from .video import as_frame, decode_jpeg
@@ -41,17 +40,6 @@ from .video import as_frame, decode_jpeg
 __all__ = ["LiveRecognizer", "DETECT_MIN_FACE"]
 
 DETECT_MIN_FACE = 20.0  # MTCNN's native minimum face (pixels of the frame it runs on)
-
-
-@dataclass
-class _Identity:
-    """What the recogniser knows of one track (keyed by the tracker's track id)."""
-
-    embeddings: deque
-    name: str = PENDING
-    distance: float = float("nan")
-    last_embed: int = -10**9  # frame index of the last embedding
-    key: tuple = field(default=())  # (gallery version, last_embed, n embeddings) last identified
 
 
 class LiveRecognizer:
@@ -134,7 +122,7 @@ class LiveRecognizer:
         else the embedding model's calibrated one (error for a model nobody calibrated)."""
         if self._threshold is not None:
             return self._threshold
-        own = _identifier_threshold(self.identifier)
+        own = gallery_threshold(self.identifier)
         if own is not None:
             return own
         from ..registry import model_spec
@@ -168,7 +156,7 @@ class LiveRecognizer:
         """Forget all tracks and counters (e.g. when the source changes)."""
         with self._lock:
             self.tracker.reset()
-            self._ids: dict[int, _Identity] = {}
+            self._ids: dict[int, TrackName] = {}  # what is known of each track id
             self._frame_index = 0
             self._restart()
             self._scans = 0
@@ -321,7 +309,7 @@ class LiveRecognizer:
         self._ids = {k: v for k, v in self._ids.items() if k in live}
         for t in tracks:
             if t.id not in self._ids:
-                self._ids[t.id] = _Identity(deque(maxlen=self.memory))
+                self._ids[t.id] = TrackName.empty(self.memory)
         embedded = 0
         if detected:
             embedded = self._embed(img, tracks, index, scanned)
@@ -331,7 +319,7 @@ class LiveRecognizer:
         faces = []
         for t in tracks:
             ident = self._ids[t.id]
-            self._identify(ident)
+            ident.update(self.identifier, self.threshold, self._version)
             faces.append(LiveFace(t.id, np.array(t.box, np.float32), ident.name, ident.distance, bool(t.detected)))
         return FrameResult(index, w, h, faces, _ms(t0), detected=detected, embedded=embedded,
                            message=message)
@@ -372,9 +360,10 @@ class LiveRecognizer:
         tracked boxes, no P-Net pyramid): fresh boxes and landmarks for a fraction of a scan.
         Returns False when the detector cannot refine (then the caller scans)."""
         boxes = [np.asarray(t.box, np.float32) for t in self.tracker.tracks]
-        faces = _refine_faces(self.detector, img, boxes)
-        if faces is None:
+        refine = getattr(self.detector, "refine", None)
+        if not callable(refine):
             return False
+        faces = refine(img, boxes)
         self._since_detect = 0
         self.stats["refines"] += 1
         if self.tracker.update(faces, per_track=True):
@@ -396,8 +385,7 @@ class LiveRecognizer:
         crops = np.stack([align_face(img, t.face()) for t in due])
         embs = self.embedder.embed(crops)
         for t, e in zip(due, embs):
-            self._ids[t.id].embeddings.append(e)
-            self._ids[t.id].last_embed = index
+            self._ids[t.id].add(e, index)
         self.stats["embedded"] += len(due)
         return len(due)
 
@@ -421,30 +409,8 @@ class LiveRecognizer:
         saved = f", gallery saved to {self.gallery_path}" if self.gallery_path is not None else ""
         return f"enrolled {e['name']} ({e['shots']} shots){saved}"
 
-    def _identify(self, ident: _Identity) -> None:
-        if not ident.embeddings:
-            ident.name, ident.distance = PENDING, float("nan")
-            return
-        key = (self._version, ident.last_embed, len(ident.embeddings))
-        if key == ident.key:
-            return
-        ident.key = key
-        if self.identifier is None or not self.names:
-            ident.name, ident.distance = UNKNOWN, float("nan")
-            return
-        mean = np.mean(np.stack(ident.embeddings), axis=0)
-        mean = (mean / max(float(np.linalg.norm(mean)), 1e-12)).astype(np.float32)
-        ident.name, ident.distance = _nearest(self.identifier, mean[None], self.threshold)
-
 
 # --- helpers ---------------------------------------------------------------------------------
-
-def _refine_faces(detector, img: np.ndarray, boxes: list) -> list | None:
-    """``detector.refine(img, boxes)``, or None for a detector without ``refine``."""
-    from ._refine_fallback import refine  # TEMPORARY until Detector.refine lands
-
-    return refine(detector, img, boxes)
-
 
 def _ms(t0: float) -> float:
     return (time.perf_counter() - t0) * 1000.0
@@ -455,26 +421,3 @@ def _check_name(name: str) -> str:
     if not name or name in (UNKNOWN, PENDING):
         raise ValueError(f"enrolment needs a person's name (not empty, not {UNKNOWN!r}); got {name!r}")
     return name
-
-
-def _identifier_threshold(identifier) -> float | None:
-    if identifier is None:
-        return None
-    v = getattr(identifier, "threshold_", None)
-    if v is None:
-        v = getattr(identifier, "threshold", None)
-    return None if v is None else float(v)
-
-
-def _nearest(identifier, embeddings: np.ndarray, threshold: float | None) -> tuple[str, float]:
-    """Name and score of one embedding; ``threshold`` (None: the identifier's) decides "unknown".
-
-    The identifier's closed-set name is asked for (``reject=False``), so the threshold can be
-    moved live (the widget's slider) without refitting anything.
-    """
-    labels, scores = identifier.predict_scores(embeddings, reject=False)
-    name, score = str(labels[0]), float(scores[0])
-    th = _identifier_threshold(identifier) if threshold is None else threshold
-    if th is not None and not score <= th:
-        name = UNKNOWN
-    return name, score
