@@ -20,10 +20,12 @@ import numpy as np
 
 from .datasets import Skipped
 from .detect import Face
+from .names import check_name, is_generated_name
 
 __all__ = ["AlbumFace", "Album", "organise_album", "make_group_photo", "SINGLETONS"]
 
 SINGLETONS = "singletons"
+MARKER = ".facekit-album"  # folder created inside an export that lies in the album's own folder
 
 
 @dataclass(frozen=True)
@@ -83,25 +85,42 @@ class Album:
             lines.append(f"  skipped {s.path}: {s.reason}")
         return "\n".join(lines)
 
-    def export(self, dest: str | os.PathLike, mode: str = "copy") -> Path:
+    def export(self, dest: str | os.PathLike, mode: str = "copy", *, merge: bool = False) -> Path:
         """Write ``dest/<person>/<photo>`` (and ``dest/singletons/``): ``mode`` ``"copy"``,
-        ``"symlink"`` or ``"hardlink"``. Existing files are kept. Returns ``dest``."""
+        ``"symlink"`` or ``"hardlink"``. Returns ``dest``.
+
+        Safe by construction: a non-empty ``dest`` is refused unless ``merge=True`` (then files
+        already there are kept, never overwritten); every written path is checked to lie inside
+        ``dest`` (person names are checked too); two photos with the same file name get unique
+        names (``IMG_1 (2).jpg``), never a silent skip; each file is written to a temporary name
+        and moved into place with ``os.replace``. A ``dest`` inside the album's folder is marked
+        (``.facekit-album``) so the next :func:`organise_album` leaves it out of the scan.
+        """
         if mode not in ("copy", "symlink", "hardlink"):
             raise ValueError(f"mode must be 'copy', 'symlink' or 'hardlink', got {mode!r}")
-        dest = Path(dest)
+        dest = Path(dest).expanduser()
+        if dest.exists() and not dest.is_dir():
+            raise NotADirectoryError(f"{dest}: is a file. Fix: export into a (new) folder")
+        if dest.is_dir() and any(dest.iterdir()) and not merge:
+            raise FileExistsError(f"{dest}: folder is not empty; facekit will not mix the album into it. "
+                                  "Fix: choose a new folder, or pass merge=True to add to it (nothing is overwritten)")
+        dest.mkdir(parents=True, exist_ok=True)
+        top = dest.resolve()
+        if top == Path(self.root).resolve() or Path(self.root).resolve() in top.parents:
+            (dest / MARKER).mkdir(exist_ok=True)  # organise_album skips folders holding this
         for name, paths in self.people.items():
-            d = dest / name
-            d.mkdir(parents=True, exist_ok=True)
+            if not is_generated_name(name):
+                check_name(name)
+            d = (dest / name)
+            d.mkdir(exist_ok=True)
+            taken = {f.name for f in d.iterdir()}
             for p in paths:
-                target = d / Path(p).name
-                if target.exists() or target.is_symlink():
+                target = _unique_target(d, Path(p), taken)
+                if target is None:  # the same photo is already there (merge)
                     continue
-                if mode == "copy":
-                    shutil.copy2(p, target)
-                elif mode == "symlink":
-                    target.symlink_to(Path(p).resolve())
-                else:
-                    os.link(p, target)
+                if top not in target.resolve().parents:
+                    raise ValueError(f"refusing to write {target}: outside {dest}")
+                _place(Path(p), target, mode)
         return dest
 
     def show(self, max_faces: int = 12, size: float = 1.3):
@@ -117,20 +136,74 @@ class Album:
         return figs
 
 
-def _image_files(root: Path, recursive: bool) -> list[Path]:
-    it = root.rglob("*") if recursive else root.iterdir()
-    return sorted(p for p in it if p.is_file() and not any(part.startswith(".") for part in p.relative_to(root).parts))
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        if os.path.samefile(a, b):
+            return True
+        return a.stat().st_size == b.stat().st_size and a.read_bytes() == b.read_bytes()
+    except OSError:
+        return False
+
+
+def _unique_target(folder: Path, src: Path, taken: set[str]) -> Path | None:
+    """``folder/<src name>``, or ``<stem> (2)<suffix>``... if taken by another photo; None if the
+    same photo is already there."""
+    stem, suffix = src.stem, src.suffix
+    for k in range(1, 100000):
+        name = src.name if k == 1 else f"{stem} ({k}){suffix}"
+        t = folder / name
+        if name in taken or t.exists() or t.is_symlink():
+            if _same_file(src, t):
+                return None
+            continue
+        taken.add(name)
+        return t
+    raise RuntimeError(f"{folder}: too many photos named {src.name}")
+
+
+def _place(src: Path, target: Path, mode: str) -> None:
+    """Copy / link ``src`` to a temporary name beside ``target``, then ``os.replace`` it there."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        if mode == "copy":
+            shutil.copy2(src, tmp)
+        elif mode == "symlink":
+            tmp.symlink_to(src.resolve())
+        else:
+            os.link(src, tmp)
+        os.replace(tmp, target)
+    except PermissionError as exc:
+        raise PermissionError(f"{target}: permission denied ({exc.strerror}). Fix: export into a folder you own")
+    finally:
+        if tmp.exists() or tmp.is_symlink():
+            tmp.unlink()
+
+
+def _image_files(root: Path, recursive: bool, exclude: set[Path], skipped: list) -> list[Path]:
+    out = []
+    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: skipped.append(
+            Skipped(str(e.filename), "permission denied or unreadable folder (make it readable: chmod u+rx)"))):
+        here = Path(dirpath)
+        if MARKER in dirnames or here.resolve() in exclude:
+            dirnames[:] = []  # an album export (or an excluded folder): not part of the album
+            continue
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
+        out += [here / f for f in filenames if not f.startswith(".")]
+    return sorted(out)
 
 
 def organise_album(folder: str | os.PathLike, *, method: str = "agglomerative", threshold: float | None = None,
                    min_cluster_size: int = 2, identifier=None, min_face_size: float = 20,
-                   recursive: bool = True, progress: bool = True, detector=None, embedder=None) -> Album:
+                   recursive: bool = True, progress: bool = True, detector=None, embedder=None,
+                   exclude: tuple = ()) -> Album:
     """Group the faces of every photo under ``folder`` by person. Taught in notebook 05.
 
     method / threshold / min_cluster_size: see :func:`facekit.cluster.cluster_faces` (default:
     average linkage cut at :data:`facekit.cluster.DEFAULT_CLUSTER_THRESHOLD` squared L2).
     identifier: an optional fitted :class:`facekit.identify.FaceIdentifier`; a group most of whose
     faces it names X (not unknown) is called X, others ``person_01``, ``person_02``, ...
+    exclude: folders to leave out of the scan (an album export inside ``folder`` is left out
+    anyway). Unreadable files and folders are listed in ``skipped``.
     """
     from .cluster import cluster_faces
     from .io import ImageLoadError, load_image
@@ -139,7 +212,12 @@ def organise_album(folder: str | os.PathLike, *, method: str = "agglomerative", 
     root = Path(folder)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder. Fix: pass the folder that holds your photos")
-    files = _image_files(root, recursive)
+    mfs = float(min_face_size)
+    if not (np.isfinite(mfs) and mfs > 0):
+        raise ValueError(f"min_face_size must be a finite size in pixels > 0, got {min_face_size!r}. "
+                         "Fix: use e.g. 20 (the default)")
+    skipped: list[Skipped] = []
+    files = _image_files(root, recursive, {Path(e).resolve() for e in exclude}, skipped)
     it = files
     if progress:
         from tqdm.auto import tqdm
@@ -147,7 +225,6 @@ def organise_album(folder: str | os.PathLike, *, method: str = "agglomerative", 
         it = tqdm(files, desc=f"faces in {root.name}", unit="photo")
     faces: list[AlbumFace] = []
     no_faces: list[str] = []
-    skipped: list[Skipped] = []
     for p in it:
         try:
             img = load_image(p)
@@ -169,7 +246,8 @@ def organise_album(folder: str | os.PathLike, *, method: str = "agglomerative", 
         for g in sorted(set(groups.tolist()) - {-1}):
             votes = Counter(guess[groups == g].tolist())
             best, n = votes.most_common(1)[0]
-            if best != UNKNOWN and n * 2 > int((groups == g).sum()) and best not in taken:
+            if best != UNKNOWN and n * 2 > int((groups == g).sum()) and best not in taken \
+                    and not is_generated_name(best):
                 names[g] = best
                 taken.add(best)
     k = 0

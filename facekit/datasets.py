@@ -25,7 +25,8 @@ from .io import IMAGE_SUFFIXES, ImageLoadError, load_image
 from .pipeline import largest_face
 
 __all__ = [
-    "FaceSet", "Skipped", "EmptyDatasetError", "load_folder", "load_celebrities", "list_identities"
+    "FaceSet", "Skipped", "EmptyDatasetError", "load_folder", "load_celebrities", "list_identities",
+    "scan_identities",
 ]
 
 
@@ -50,7 +51,8 @@ class FaceSet:
 
     crops: uint8 (N, 160, 160, 3); embeddings: float32 (N, dim) or None if not embedded;
     labels: str (N,); paths: list of N file paths; faces: N detections (image pixels);
-    skipped: files not used, with reasons; empty_identities: sub-folders without images.
+    skipped: files not used, with reasons; empty_identities: sub-folders without images;
+    ignored: non-photo files in the root folder (README, saved galleries).
     """
 
     crops: np.ndarray
@@ -60,6 +62,7 @@ class FaceSet:
     faces: list[Face]
     skipped: list[Skipped] = field(default_factory=list)
     empty_identities: list[str] = field(default_factory=list)
+    ignored: list[str] = field(default_factory=list)
 
     def __len__(self) -> int:
         return len(self.paths)
@@ -79,25 +82,84 @@ class FaceSet:
         if self.skipped:
             lines.append(f"skipped {len(self.skipped)} file(s):")
             lines += [f"  {s.path}: {s.reason}" for s in self.skipped]
+        if self.ignored:
+            lines.append(f"ignored {len(self.ignored)} non-photo file(s) in the root folder: "
+                         + ", ".join(Path(p).name for p in self.ignored[:5]))
         return "\n".join(lines)
 
 
-def list_identities(root: str | os.PathLike) -> dict[str, list[Path]]:
-    """``{name: [image paths]}`` for the sub-folders of ``root`` (hidden files ignored)."""
+def _visible(p: Path) -> bool:
+    return not p.name.startswith(".")
+
+
+def scan_identities(root: str | os.PathLike, recursive: bool = False
+                    ) -> tuple[dict[str, list[Path]], list[Skipped], list[str]]:
+    """Walk ``root/<name>/`` and say what will and will not be used: ``(ids, skipped, ignored)``.
+
+    ids: ``{checked name: [files]}``; skipped: photos that are not where a person's photos go
+    (in ``root`` itself, in ``root/<name>/<sub>/`` unless ``recursive``, under a folder whose
+    name :func:`facekit.names.check_name` refuses, or unreadable folders), each with the reason
+    and the fix; ignored: non-photo files in ``root`` (README, saved galleries). Hidden files
+    and folders (``.name``) are left out.
+    """
+    from .names import InvalidNameError, check_name
+
     root = Path(root)
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: no such folder. Fix: create it with one sub-folder per "
                                 "person (root/<name>/*.jpg), see data/README.md")
-    out: dict[str, list[Path]] = {}
-    for d in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        out[d.name] = sorted(p for p in d.iterdir() if p.is_file() and not p.name.startswith("."))
-    return out
+    ids: dict[str, list[Path]] = {}
+    skipped: list[Skipped] = []
+    ignored: list[str] = []
+    try:
+        entries = sorted(p for p in root.iterdir() if _visible(p))
+    except PermissionError:
+        raise PermissionError(f"{root}: permission denied. Fix: make the folder readable (chmod u+rx)") from None
+    for p in entries:
+        if p.is_file():
+            if p.suffix.lower() in IMAGE_SUFFIXES:
+                skipped.append(Skipped(str(p), f"photo in the root folder, so nobody's: move it to "
+                                               f"{root}/<name>/ to enrol it"))
+            else:
+                ignored.append(str(p))
+            continue
+        if not p.is_dir():
+            continue
+        try:
+            name = check_name(p.name)
+        except InvalidNameError as exc:
+            skipped.append(Skipped(str(p) + "/", f"folder name refused as a person's name: {exc}"))
+            continue
+        files: list[Path] = []
+        try:
+            for f in sorted(p.rglob("*") if recursive else p.iterdir()):
+                rel = f.relative_to(p).parts
+                if any(part.startswith(".") for part in rel):
+                    continue
+                if f.is_file():
+                    files.append(f)
+                elif f.is_dir() and not recursive:
+                    n = sum(1 for g in f.rglob("*") if g.is_file() and _visible(g))
+                    if n:
+                        skipped.append(Skipped(str(f) + "/", f"{n} file(s) in a sub-folder of {p.name}/: only "
+                                                             f"{p.name}/*.jpg is read. Fix: move them up, or "
+                                                             "pass recursive=True"))
+        except PermissionError:
+            skipped.append(Skipped(str(p) + "/", "permission denied. Fix: make the folder readable (chmod u+rx)"))
+        ids[name] = files
+    return ids, skipped, ignored
+
+
+def list_identities(root: str | os.PathLike) -> dict[str, list[Path]]:
+    """``{name: [image paths]}`` for the sub-folders of ``root`` (hidden files ignored; see
+    :func:`scan_identities` for what is left out and why)."""
+    return scan_identities(root)[0]
 
 
 def load_folder(root: str | os.PathLike, *, embed: bool = True, min_face_size: float = 20,
                 margin: float = DEFAULT_MARGIN, rotate: bool = True, detector: Detector | None = None,
                 embedder: Embedder | None = None, progress: bool = True, verbose: bool = True,
-                limit_per_identity: int | None = None,
+                limit_per_identity: int | None = None, recursive: bool = False,
                 retry_thresholds: tuple[float, float, float] | None = RETRY_THRESHOLDS) -> FaceSet:
     """Detect, align (and embed) the largest face of every photo under ``root/<name>/``.
 
@@ -106,11 +168,17 @@ def load_folder(root: str | os.PathLike, *, embed: bool = True, min_face_size: f
     same O-Net), since MTCNN's R-Net sometimes drops a clear face (e.g. one with sunglasses in
     the sample set) that O-Net scores at 0.99.
 
-    Files that are not images, are corrupt, or hold no face are listed in ``skipped`` (and
-    printed when ``verbose``); identity folders with no files in ``empty_identities``. Raises
-    :class:`EmptyDatasetError` when nothing usable is found.
+    Files that are not images, are corrupt, unreadable or hold no face, photos in ``root``
+    itself or in sub-sub-folders (``root/<name>/2019/``, read only with ``recursive=True``) and
+    folders whose name is not a valid person's name are listed in ``skipped`` (and printed when
+    ``verbose``); identity folders with no files in ``empty_identities``; other files in
+    ``root`` in ``ignored``. Raises :class:`EmptyDatasetError` when nothing usable is found.
     """
-    ids = list_identities(root)
+    mfs = float(min_face_size)
+    if not (np.isfinite(mfs) and mfs > 0):
+        raise ValueError(f"min_face_size must be a finite size in pixels > 0, got {min_face_size!r}. "
+                         "Fix: use e.g. 20 (the default)")
+    ids, pre_skipped, ignored = scan_identities(root, recursive)
     det = detector or get_detector()
     todo: list[tuple[str, Path]] = []
     empty: list[str] = []
@@ -118,16 +186,14 @@ def load_folder(root: str | os.PathLike, *, embed: bool = True, min_face_size: f
         if not files:
             empty.append(name)
         todo += [(name, f) for f in files[:limit_per_identity]]
-    crops, labels, paths, faces, skipped = [], [], [], [], []
+    crops, labels, paths, faces, skipped = [], [], [], [], list(pre_skipped)
     it = todo
     if progress:
         from tqdm.auto import tqdm
 
         it = tqdm(todo, desc=f"faces in {Path(root).name}", unit="img")
     for name, path in it:
-        if path.suffix.lower() not in IMAGE_SUFFIXES:
-            # Try anyway: a JPEG without extension is fine; a text file gets a clear reason.
-            pass
+        # any suffix is tried: a JPEG without extension is fine; a text file gets a clear reason
         try:
             img = load_image(path)
         except ImageLoadError as exc:
@@ -150,7 +216,7 @@ def load_folder(root: str | os.PathLike, *, embed: bool = True, min_face_size: f
     fs = FaceSet(
         crops=np.stack(crops) if crops else np.zeros((0, 160, 160, 3), np.uint8),
         embeddings=None, labels=np.asarray(labels, dtype=str), paths=paths, faces=faces,
-        skipped=skipped, empty_identities=empty,
+        skipped=skipped, empty_identities=empty, ignored=ignored,
     )
     if verbose and (skipped or empty):
         print(f"facekit.load_folder({str(root)!r}): " + fs.summary().split("\n", 1)[0])

@@ -6,61 +6,81 @@ enrolled embeddings (the *gallery*) and rejects a face as :data:`UNKNOWN` when i
 distance to the nearest enrolled embedding of the predicted person is above ``threshold``.
 With a single enrolled person (an SVM needs two classes) only that distance rule is used.
 
-Saved identifiers are plain arrays in an ``.npz`` (loaded with ``allow_pickle=False``) plus a JSON
-metadata string with a format version, so loading someone else's file cannot run code, and the
-SVM's coefficients are restored exactly (a loaded identifier predicts exactly as before).
+Rejection fails closed: a NaN or inf anywhere (query, gallery, SVM coefficients, threshold)
+makes the answer :data:`UNKNOWN`, never a name. Names are checked (:func:`facekit.names.check_name`)
+on every way in: ``fit``, ``enrol``, ``load``.
 
-Also here: LFW's "people" images with their embeddings (:func:`lfw_people_faces`; cached on
-disk by :func:`facekit.verify.embed_lfw`, so notebooks 04-05 and ``bench/identify.py`` embed each
-image once) and the open-set evaluation helpers (:func:`open_set_split`, :func:`rejection_roc`,
-:func:`choose_threshold`, :func:`evaluate_open_set`).
+Saved identifiers are plain arrays in an ``.npz`` (loaded with ``allow_pickle=False``) plus a JSON
+metadata string with a format version (:mod:`facekit.exchange`: written atomically under a lock,
+0600, every value checked on load), so loading someone else's file cannot run code, and the
+SVM's coefficients are restored exactly (a loaded identifier predicts exactly as before). Your
+people themselves live in the face store (:class:`facekit.store.FaceStore`), which refits an
+identifier from what it holds (:meth:`~facekit.store.FaceStore.identifier`).
+
+Open-set evaluation (ROC, operating point) lives in :mod:`facekit.openset`, re-exported here.
 """
 
 from __future__ import annotations
 
-import json
 import os
-import zipfile
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin  # fit/predict/get_params: clone, cross_val_predict
 
+from .exchange import FileFormatError, check_embeddings, check_labels, check_threshold, read_npz, write_npz
+from .names import check_name
+from .openset import (REJECTION_RULES, OpenSetResult, choose_threshold, evaluate_open_set, open_set_scores,
+                      open_set_split, rejection_roc)
+from .registry import model_spec
 from .verify import pairwise_sq_l2
 
 __all__ = [
     "UNKNOWN", "DEFAULT_THRESHOLD", "FORMAT_NAME", "FORMAT_VERSION", "IdentifierFormatError",
-    "FaceIdentifier", "identify_photo", "cross_val_names", "eigenfaces_classifier",
+    "FaceIdentifier", "default_threshold", "identify_photo", "cross_val_names", "eigenfaces_classifier",
     "OpenSetResult", "REJECTION_RULES", "open_set_scores", "rejection_roc", "choose_threshold", "open_set_split",
     "evaluate_open_set",
 ]
 
 UNKNOWN = "unknown"
-# Squared L2 distance to the nearest enrolled photo above which a face is "unknown". Chosen with
-# bench/identify.py on LFW (enrolled people vs strangers, see notebook 04): the threshold that
-# maximises balanced open-set accuracy on calibration people is 0.77-0.82 for personal-sized
-# galleries (3-10 people x 5-10 photos) and 0.67 for 31 people x 10+ photos (the more enrolled
-# photos, the closer a stranger gets to one of them). At 0.8, on held-out test people: enrolled
-# faces named correctly 98.9-99.7%, strangers accepted 0.1-0.6% (3-10 people) and 2.6% (31 people).
-DEFAULT_THRESHOLD = 0.8
+#: Squared L2 distance to the nearest enrolled photo above which a face is "unknown": the default
+#: model's calibrated cut (``facekit.registry.model_spec("facenet128").thresholds.unknown``,
+#: measured with bench/identify.py on LFW; see its ``where`` text and notebook 04).
+DEFAULT_THRESHOLD = float(model_spec("facenet128").require_thresholds().unknown)
 FORMAT_NAME = "facekit.FaceIdentifier"
 FORMAT_VERSION = 1
+_FIX = "pass a file written by FaceIdentifier.save()"
 
 
-class IdentifierFormatError(ValueError):
-    """A file is not a saved :class:`FaceIdentifier` (or one of a newer format version)."""
+class IdentifierFormatError(FileFormatError):
+    """A file is not a saved :class:`FaceIdentifier` (or one of a newer format version, or it holds
+    values facekit refuses: NaN, non-unit embeddings, bad names, a threshold outside [0, 4])."""
 
 
-def _l2n(x: np.ndarray) -> np.ndarray:
+def default_threshold(model: str | None = None) -> float:
+    """The calibrated "unknown" threshold of ``model``: a registry name or an embedder
+    fingerprint starting with one (``"facenet128/..."``); :data:`DEFAULT_THRESHOLD` for None."""
+    if model is None:
+        return DEFAULT_THRESHOLD
+    name = str(model).split("/", 1)[0]
+    return float(model_spec(name).require_thresholds().unknown)
+
+
+def _unit(x: np.ndarray, what: str) -> np.ndarray:
+    """Rows of ``x`` as float32 (N, d) scaled to unit L2 norm (non-finite rows stay non-finite)."""
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 1:
         x = x[None, :]
     if x.ndim != 2:
-        raise ValueError(f"embeddings must be (N, d) float32, got shape {x.shape}")
-    n = np.linalg.norm(x, axis=1, keepdims=True)
-    return x / np.maximum(n, 1e-12)
+        raise ValueError(f"{what}: embeddings must be (N, d) float32, got shape {x.shape}")
+    with np.errstate(invalid="ignore", over="ignore"):
+        n = np.linalg.norm(x, axis=1, keepdims=True)
+        return x / np.maximum(n, 1e-12)
+
+
+def _finite_rows(x: np.ndarray) -> np.ndarray:
+    return np.isfinite(x).all(axis=1) if x.ndim == 2 else np.zeros(len(x), bool)
 
 
 # --- the identifier ----------------------------------------------------------------------
@@ -73,7 +93,7 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
     threshold : squared L2 distance (unit embeddings, in [0, 4]) to the nearest enrolled
         embedding of the predicted person above which a face is :data:`UNKNOWN`. ``None`` ->
         :data:`DEFAULT_THRESHOLD` (chosen on LFW in notebook 04 / ``bench/identify.py``);
-        ``float("inf")`` never rejects (closed-set identification).
+        ``float("inf")`` never rejects (closed-set identification); NaN rejects everyone.
     C : SVM regularisation (``sklearn.svm.LinearSVC``; default 1.0: unit embeddings are
         well separated, the value hardly matters).
     random_state : seed of liblinear's coordinate descent (fits are deterministic).
@@ -90,18 +110,22 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
 
     # -- fitting ------------------------------------------------------------------------
     def fit(self, embeddings: np.ndarray, labels: Sequence[str]) -> "FaceIdentifier":
-        """Enrol ``embeddings`` (N, d) with their ``labels`` (N names) and train the SVM.
+        """Enrol ``embeddings`` (N, d) with their ``labels`` (N names, checked) and train the SVM.
 
-        Works with one person (then only the distance rule decides). Returns ``self``.
+        Works with one person (then only the distance rule decides). NaN/inf embeddings are
+        refused. Returns ``self``.
         """
-        x = _l2n(embeddings)
-        y = np.asarray([str(v) for v in labels], dtype=str)
+        x = _unit(embeddings, "fit")
+        labels = list(labels)
         if len(x) == 0:
             raise ValueError("fit() needs at least one embedding")
-        if len(y) != len(x):
-            raise ValueError(f"{len(x)} embeddings but {len(y)} labels")
-        if UNKNOWN in set(y.tolist()):
-            raise ValueError(f"{UNKNOWN!r} is reserved for rejected faces; rename that person")
+        if len(labels) != len(x):
+            raise ValueError(f"{len(x)} embeddings but {len(labels)} labels")
+        if not _finite_rows(x).all():
+            raise ValueError(f"fit(): {int((~_finite_rows(x)).sum())} embedding(s) hold NaN or inf (or are all "
+                             "zero). Fix: re-embed those faces; facekit never enrols a broken embedding")
+        canon = {v: check_name(v) for v in set(labels)}  # raises InvalidNameError (a ValueError)
+        y = np.asarray([canon[v] for v in labels], dtype=str)
         self.gallery_ = x
         self.gallery_labels_ = y
         self.classes_ = np.asarray(sorted(set(y.tolist())), dtype=str)
@@ -120,16 +144,22 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
         self.coef_, self.intercept_ = coef, b
         return self
 
-    def enroll(self, embeddings: np.ndarray, name: str) -> "FaceIdentifier":
-        """Add a person (or more photos of an enrolled one) and refit. Returns ``self``."""
-        x = _l2n(embeddings)
+    def enrol(self, embeddings: np.ndarray, name: str) -> "FaceIdentifier":
+        """Add a person (or more photos of an enrolled one) and refit. Returns ``self``.
+
+        This changes this object only; to keep the person, add them to the face store
+        (:meth:`facekit.store.FaceStore.add_faces`)."""
+        name = check_name(name)
+        x = _unit(embeddings, "enrol")
         if getattr(self, "gallery_", None) is None or len(self.gallery_) == 0:
             return self.fit(x, [name] * len(x))
         if x.shape[1] != self.gallery_.shape[1]:
             raise ValueError(f"embeddings have {x.shape[1]} dims, the gallery {self.gallery_.shape[1]}"
                              " (embed with the same model)")
         return self.fit(np.vstack([self.gallery_, x]),
-                        np.concatenate([self.gallery_labels_, [str(name)] * len(x)]))
+                        np.concatenate([self.gallery_labels_, [name] * len(x)]))
+
+    enroll = enrol  # US spelling
 
     @property
     def names(self) -> list[str]:
@@ -138,49 +168,71 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
 
     @property
     def threshold_(self) -> float:
-        """The rejection threshold in use (``threshold`` or :data:`DEFAULT_THRESHOLD`)."""
-        return float(DEFAULT_THRESHOLD if self.threshold is None else self.threshold)
+        """The rejection threshold in use (``threshold`` or :data:`DEFAULT_THRESHOLD`; NaN stays
+        NaN, which rejects every face)."""
+        if self.threshold is None:
+            return DEFAULT_THRESHOLD
+        try:
+            return float(self.threshold)
+        except (TypeError, ValueError):
+            return float("nan")  # unusable -> reject everyone (fail closed)
 
     def _check_fitted(self) -> None:
         if getattr(self, "gallery_", None) is None:
-            raise RuntimeError("this FaceIdentifier is not fitted: call fit() or enroll() first")
+            raise RuntimeError("this FaceIdentifier is not fitted: call fit() or enrol() first")
 
     # -- prediction ---------------------------------------------------------------------
     def decision_function(self, embeddings: np.ndarray) -> np.ndarray:
         """One-vs-rest SVM scores (M, k) float64 (higher = more that person); (M, 1) zeros if k == 1."""
         self._check_fitted()
-        x = _l2n(embeddings).astype(np.float64)
+        x = _unit(embeddings, "decision_function").astype(np.float64)
         if len(self.classes_) == 1:
-            return np.zeros((len(x), 1))
-        return x @ self.coef_.T + self.intercept_
+            return np.where(_finite_rows(x)[:, None], 0.0, np.nan)
+        with np.errstate(invalid="ignore", over="ignore"):
+            return x @ self.coef_.T + self.intercept_
 
     def predict_closed(self, embeddings: np.ndarray) -> np.ndarray:
-        """The SVM's name for each face, never :data:`UNKNOWN` (closed-set): (M,) str."""
+        """The SVM's name for each face (closed-set); :data:`UNKNOWN` only where a score is NaN
+        or inf (broken query or coefficients): (M,) str."""
         s = self.decision_function(embeddings)
-        return self.classes_[np.argmax(s, axis=1)] if len(s) else np.zeros(0, dtype=str)
+        if not len(s):
+            return np.zeros(0, dtype=str)
+        names = self.classes_[np.argmax(np.nan_to_num(s, nan=-np.inf), axis=1)].astype(object)
+        names[~_finite_rows(s)] = UNKNOWN
+        return names.astype(str)
 
     def nearest_distance(self, embeddings: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
         """Squared L2 distance (M,) to the nearest enrolled embedding of ``names[i]`` (default:
-        of anyone)."""
+        of anyone); NaN where the query or the gallery is broken, inf for a name not enrolled."""
         self._check_fitted()
-        x = _l2n(embeddings)
-        d = pairwise_sq_l2(x, self.gallery_)
+        x = _unit(embeddings, "nearest_distance")
+        with np.errstate(invalid="ignore", over="ignore"):
+            d = pairwise_sq_l2(x, self.gallery_)
+        d = np.where(np.isfinite(d), d, np.nan)
         if names is None:
-            return d.min(axis=1) if d.shape[1] else np.full(len(x), 4.0)
+            if not d.shape[1]:
+                return np.full(len(x), 4.0)
+            return np.where(np.isnan(d).any(axis=1), np.nan, np.where(np.isnan(d), np.inf, d).min(axis=1))
         mask = self.gallery_labels_[None, :] == np.asarray(names, dtype=str)[:, None]
-        return np.where(mask, d, np.inf).min(axis=1)
+        out = np.where(mask, d, np.inf).min(axis=1)  # NaN anywhere in the person's rows -> NaN
+        return np.where(np.isnan(np.where(mask, d, 0)).any(axis=1), np.nan, out)
 
     def predict_scores(self, embeddings: np.ndarray, reject: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Names (M,) str (:data:`UNKNOWN` where rejected, unless ``reject=False``) and scores
         (M,) float: the squared distance to the nearest enrolled face of the predicted person
-        (lower = surer; a face is rejected when its score is above ``threshold``)."""
-        x = _l2n(embeddings)
+        (lower = surer; a face is accepted only when its score is ``<= threshold``, so NaN
+        anywhere means :data:`UNKNOWN` even with ``reject=False``; its score is then NaN)."""
+        x = _unit(embeddings, "predict")
         if len(x) == 0:
             return np.zeros(0, dtype=str), np.zeros(0)
         names = self.predict_closed(x)
         score = self.nearest_distance(x, names)
+        broken = ~np.isfinite(score) | (names == UNKNOWN)
+        score = np.where(broken, np.nan, score)
         if reject:
-            names = np.where(score > self.threshold_, UNKNOWN, names)
+            names = np.where(score <= self.threshold_, names, UNKNOWN)  # False for NaN: fails closed
+        else:
+            names = np.where(broken, UNKNOWN, names)
         return names, score
 
     def predict(self, embeddings: np.ndarray) -> np.ndarray:
@@ -188,81 +240,65 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
         return self.predict_scores(embeddings)[0]
 
     # -- persistence (no pickle) --------------------------------------------------------
-    def save(self, path: str | os.PathLike) -> Path:
-        """Write arrays + JSON metadata to ``path`` (``.npz`` added if missing). Returns the path.
+    @staticmethod
+    def _npz_path(path: str | os.PathLike) -> Path:
+        path = Path(path).expanduser()
+        return path if path.suffix == ".npz" or path.is_dir() else path.with_name(path.name + ".npz")
 
-        The file holds only numeric and string arrays, read back with ``allow_pickle=False``.
-        """
+    def save(self, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+        """Write arrays + JSON metadata to ``path`` (``.npz`` added if missing, as :meth:`load`
+        does): atomically, under a lock, private (0600). ``overwrite=False`` refuses an existing
+        file. Returns the path. For your people, prefer the face store (never overwritten)."""
         self._check_fitted()
-        path = Path(path)
-        if path.suffix != ".npz":
-            path = path.with_name(path.name + ".npz")
+        th = self.threshold_
+        if self.threshold is not None and not (0 <= th <= 4 or th == float("inf")):
+            raise ValueError(f"threshold {self.threshold!r} is not a squared L2 distance in [0, 4] (or inf); "
+                             "refusing to save it. Fix: set threshold to e.g. 0.8, or None for the default")
         meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
                 "C": float(self.C), "random_state": self.random_state,
-                "threshold": None if self.threshold is None else float(self.threshold),
+                "threshold": None if self.threshold is None else ("inf" if th == float("inf") else th),
                 "n_gallery": int(len(self.gallery_)), "dim": int(self.gallery_.shape[1]),
                 "names": self.names}
-        if meta["threshold"] is not None and not np.isfinite(meta["threshold"]):
-            meta["threshold"] = "inf"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp.npz")
-        np.savez(tmp, metadata=np.asarray(json.dumps(meta)), gallery=self.gallery_,
-                 gallery_labels=self.gallery_labels_, classes=self.classes_,
-                 coef=self.coef_, intercept=self.intercept_)
-        os.replace(tmp, path)
-        return path
+        arrays = {"gallery": self.gallery_, "gallery_labels": self.gallery_labels_, "classes": self.classes_,
+                  "coef": self.coef_, "intercept": self.intercept_}
+        return write_npz(self._npz_path(path), meta, arrays, overwrite=overwrite, what="identifier .npz")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FaceIdentifier":
-        """Read a file written by :meth:`save`; refuses anything else with :class:`IdentifierFormatError`."""
-        path = Path(path)
-        fix = "pass a file written by FaceIdentifier.save()"
-        if not path.is_file():
-            raise FileNotFoundError(f"{path}: no such file. Fix: {fix}")
-        with open(path, "rb") as fh:
-            magic = fh.read(4)
-        if magic != b"PK\x03\x04":  # every .npz is a zip archive
-            raise IdentifierFormatError(f"{path}: not a facekit identifier file (not an .npz archive). "
-                                        f"Fix: {fix}")
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                arrays = {k: z[k] for k in z.files}
-        except (zipfile.BadZipFile, OSError, EOFError) as exc:
-            raise IdentifierFormatError(f"{path}: not a facekit identifier file (not an .npz archive: "
-                                        f"{exc}). Fix: {fix}") from None
-        except ValueError as exc:  # e.g. object arrays, which would need pickle
-            raise IdentifierFormatError(f"{path}: refused, it holds data that needs pickle to load "
-                                        f"({exc}). Fix: {fix}") from None
-        need = {"metadata", "gallery", "gallery_labels", "classes", "coef", "intercept"}
-        if "metadata" not in arrays:
-            raise IdentifierFormatError(f"{path}: not a facekit identifier file (no 'metadata' entry). Fix: {fix}")
-        try:
-            meta = json.loads(str(arrays["metadata"]))
-        except json.JSONDecodeError as exc:
-            raise IdentifierFormatError(f"{path}: metadata is not JSON ({exc}). Fix: {fix}") from None
-        if not isinstance(meta, dict) or meta.get("format") != FORMAT_NAME:
-            raise IdentifierFormatError(f"{path}: not a facekit identifier file (format "
-                                        f"{meta.get('format') if isinstance(meta, dict) else meta!r}). Fix: {fix}")
-        if meta.get("version") != FORMAT_VERSION:
-            raise IdentifierFormatError(f"{path}: format version {meta.get('version')!r}, this facekit reads "
-                                        f"version {FORMAT_VERSION}. Fix: upgrade facekit or re-save the file")
+        """Read a file written by :meth:`save` (``"g"`` finds ``"g.npz"``), checking every value:
+        finite unit-norm gallery, checked names, consistent shapes, finite coefficients, a
+        threshold in [0, 4] or inf. Anything else: :class:`IdentifierFormatError`."""
+        p = Path(path).expanduser()
+        if not p.exists() and cls._npz_path(p).exists():
+            p = cls._npz_path(p)
+        meta, arrays = read_npz(p, FORMAT_NAME, FORMAT_VERSION, _FIX, IdentifierFormatError)
+        need = {"gallery", "gallery_labels", "classes", "coef", "intercept"}
         if need - set(arrays):
-            raise IdentifierFormatError(f"{path}: missing arrays {sorted(need - set(arrays))}. Fix: {fix}")
-        th = meta.get("threshold")
-        obj = cls(threshold=float("inf") if th == "inf" else th, C=meta.get("C", 1.0),
-                  random_state=meta.get("random_state", 0))
-        obj.gallery_ = arrays["gallery"].astype(np.float32, copy=False)
-        obj.gallery_labels_ = arrays["gallery_labels"].astype(str)
-        obj.classes_ = arrays["classes"].astype(str)
-        obj.coef_ = arrays["coef"].astype(np.float64, copy=False)
-        obj.intercept_ = arrays["intercept"].astype(np.float64, copy=False)
-        k, d = len(obj.classes_), obj.gallery_.shape[1] if obj.gallery_.ndim == 2 else -1
-        ok = (obj.gallery_.ndim == 2 and len(obj.gallery_labels_) == len(obj.gallery_)
-              and k >= 1 and obj.coef_.shape == ((0 if k == 1 else k), d)
+            raise IdentifierFormatError(f"{p}: missing arrays {sorted(need - set(arrays))}. Fix: {_FIX}")
+        try:
+            th = check_threshold(meta.get("threshold"), str(p), allow_inf=True)
+            gal = check_embeddings(arrays["gallery"], str(p))
+            labels = check_labels(arrays["gallery_labels"], len(gal), str(p))
+            classes = check_labels(arrays["classes"], len(arrays["classes"]), str(p))
+            C = float(meta.get("C", 1.0))
+            if not (np.isfinite(C) and C > 0) or not isinstance(meta.get("random_state", 0), (int, type(None))):
+                raise FileFormatError(f"{p}: C={meta.get('C')!r} or random_state is invalid")
+        except FileFormatError as exc:
+            raise IdentifierFormatError(f"{exc}. Fix: {_FIX}") from None
+        obj = cls(threshold=th, C=C, random_state=meta.get("random_state", 0))
+        obj.gallery_, obj.gallery_labels_ = gal, np.asarray(labels, dtype=str)
+        obj.classes_ = np.asarray(classes, dtype=str)
+        obj.coef_ = np.asarray(arrays["coef"]).astype(np.float64, copy=False)
+        obj.intercept_ = np.asarray(arrays["intercept"]).astype(np.float64, copy=False)
+        k, d = len(obj.classes_), gal.shape[1]
+        ok = (k >= 1 and obj.coef_.shape == ((0 if k == 1 else k), d)
               and obj.intercept_.shape == ((0 if k == 1 else k),)
-              and set(obj.gallery_labels_.tolist()) == set(obj.classes_.tolist()))
+              and obj.classes_.tolist() == sorted(set(labels)))
         if not ok:
-            raise IdentifierFormatError(f"{path}: arrays have inconsistent shapes (corrupt file). Fix: {fix}")
+            raise IdentifierFormatError(f"{p}: arrays have inconsistent shapes (corrupt file). Fix: {_FIX}")
+        if not (np.isfinite(obj.coef_).all() and np.isfinite(obj.intercept_).all()):
+            raise IdentifierFormatError(f"{p}: SVM coefficients hold NaN or inf (corrupt or tampered file). "
+                                        f"Fix: {_FIX}")
         return obj
 
     def __repr__(self) -> str:
@@ -303,7 +339,7 @@ def cross_val_names(embeddings: np.ndarray, labels: Sequence[str], folds: int = 
     k = int(min(folds, counts.min()))
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state)
     est = FaceIdentifier(threshold=float("inf"), C=C, random_state=random_state)
-    return cross_val_predict(est, _l2n(embeddings), y, cv=cv), k
+    return cross_val_predict(est, _unit(embeddings, "cross_val_names"), y, cv=cv), k
 
 
 def eigenfaces_classifier(n_components: int = 150, kernel: str = "linear", C: float | None = None,
@@ -328,136 +364,6 @@ def eigenfaces_classifier(n_components: int = 150, kernel: str = "linear", C: fl
     else:
         raise ValueError(f"kernel must be 'linear' or 'rbf', got {kernel!r}")
     return make_pipeline(pca, svm)
-
-
-# --- open-set evaluation -----------------------------------------------------------------
-
-@dataclass(frozen=True)
-class OpenSetResult:
-    """Open-set identification at one threshold (squared L2).
-
-    known_accuracy: fraction of known people's faces accepted AND named correctly;
-    known_reject_rate: fraction of known faces called unknown; stranger_accept_rate: fraction
-    of strangers' faces given a name; auc: area under the rejection ROC (known vs strangers).
-    """
-
-    threshold: float
-    known_accuracy: float
-    known_reject_rate: float
-    stranger_accept_rate: float
-    auc: float
-
-    def as_dict(self) -> dict:
-        return {k: float(v) for k, v in self.__dict__.items()}
-
-
-REJECTION_RULES = ("nearest", "nearest_any", "centre", "svm")
-
-
-def open_set_scores(identifier: FaceIdentifier, embeddings: np.ndarray, rule: str = "nearest") -> tuple[np.ndarray, np.ndarray]:
-    """Closed-set names (M,) and a "strangeness" score (M,) (lower = more likely enrolled) under
-    one rejection ``rule``. Taught in notebook 04, which compares them:
-
-    - ``"nearest"`` (what :class:`FaceIdentifier` uses): squared distance to the nearest enrolled
-      photo of the predicted person;
-    - ``"nearest_any"``: squared distance to the nearest enrolled photo of anyone;
-    - ``"centre"``: squared distance to the predicted person's mean embedding (re-normalised);
-    - ``"svm"``: minus the SVM's best one-vs-rest score (no distance; needs 2+ people).
-    """
-    if rule not in REJECTION_RULES:
-        raise ValueError(f"rule must be one of {REJECTION_RULES}, got {rule!r}")
-    names = identifier.predict_closed(embeddings)
-    if rule == "nearest":
-        return names, identifier.nearest_distance(embeddings, names)
-    if rule == "nearest_any":
-        return names, identifier.nearest_distance(embeddings)
-    if rule == "centre":
-        cents = np.stack([identifier.gallery_[identifier.gallery_labels_ == c].mean(0) for c in identifier.classes_])
-        cents = _l2n(cents)
-        d = pairwise_sq_l2(_l2n(embeddings), cents)
-        return names, d[np.arange(len(names)), np.searchsorted(identifier.classes_, names)]
-    if len(identifier.classes_) < 2:
-        raise ValueError("the 'svm' rule needs at least 2 enrolled people")
-    return names, -identifier.decision_function(embeddings).max(axis=1)
-
-
-def rejection_roc(known_scores: np.ndarray, stranger_scores: np.ndarray) -> dict:
-    """ROC of "accept" (score <= threshold) for known faces vs strangers. Taught in notebook 04.
-
-    Returns ``{"fpr": strangers accepted, "tpr": known accepted, "thresholds": squared L2,
-    "auc": float}`` (arrays sorted by increasing threshold).
-    """
-    from sklearn.metrics import roc_auc_score, roc_curve
-
-    y = np.r_[np.ones(len(known_scores)), np.zeros(len(stranger_scores))]
-    s = -np.r_[known_scores, stranger_scores]  # lower distance = more "known"
-    fpr, tpr, th = roc_curve(y, s)
-    return {"fpr": fpr, "tpr": tpr, "thresholds": -th, "auc": float(roc_auc_score(y, s))}
-
-
-def evaluate_open_set(known_scores: np.ndarray, known_correct: np.ndarray, stranger_scores: np.ndarray,
-                      threshold: float) -> OpenSetResult:
-    """Open-set figures at ``threshold``; ``known_correct``: the closed-set answer was right."""
-    ks, kc, ss = np.asarray(known_scores), np.asarray(known_correct, bool), np.asarray(stranger_scores)
-    acc = ks <= threshold
-    return OpenSetResult(float(threshold), float(np.mean(acc & kc)), float(np.mean(~acc)),
-                         float(np.mean(ss <= threshold)), rejection_roc(ks, ss)["auc"])
-
-
-def choose_threshold(known_scores: np.ndarray, known_correct: np.ndarray, stranger_scores: np.ndarray,
-                     max_stranger_accept: float | None = None) -> float:
-    """The operating point on calibration data. Taught in notebook 04.
-
-    Default: the threshold maximising the balanced open-set accuracy
-    ``(known named correctly + strangers rejected) / 2`` (the middle of the best range). With ``max_stranger_accept`` (e.g. 0.01
-    for a door lock): the largest threshold accepting at most that fraction of strangers.
-    """
-    ks, kc, ss = np.asarray(known_scores), np.asarray(known_correct, bool), np.sort(np.asarray(stranger_scores))
-    cands = np.unique(np.r_[ks, ss, 0.0, 4.0])
-    # midpoints between consecutive candidate scores are robust operating points
-    cands = np.r_[cands[0], (cands[:-1] + cands[1:]) / 2]
-    acc_known = np.array([np.mean((ks <= t) & kc) for t in cands])
-    acc_str = np.searchsorted(ss, cands, side="right") / max(len(ss), 1)
-    if max_stranger_accept is not None:
-        ok = acc_str <= max_stranger_accept
-        return float(cands[ok].max()) if ok.any() else float(cands[0])
-    score = acc_known + (1 - acc_str)
-    best = np.flatnonzero(score >= score.max() - 1e-12)
-    run = best[: 1 + int(np.argmax(np.diff(np.r_[best, best[-1] + 2]) > 1))]  # first run of tied optima
-    return float((cands[run[0]] + cands[run[-1]]) / 2)  # its middle: the widest margin on both sides
-
-
-def open_set_split(labels: np.ndarray, n_known: int | float = 0.5, calib_frac: float = 0.5,
-                   test_size: float = 0.25, random_state: int = 0) -> dict[str, np.ndarray]:
-    """Split face indices for an honest open-set experiment. Taught in notebook 04.
-
-    Identities are split into *known* (``n_known`` people or fraction) and *strangers*; strangers
-    into calibration and test identities (``calib_frac``); each known person's faces into
-    gallery / calibration / test (``test_size`` each for calibration and test). Returns index
-    arrays ``gallery, known_calib, known_test, stranger_calib, stranger_test``: the threshold is
-    chosen on the ``*_calib`` parts and reported on the ``*_test`` parts (people never used to
-    pick it).
-    """
-    from sklearn.model_selection import train_test_split
-
-    labels = np.asarray(labels)
-    rng = np.random.default_rng(random_state)
-    ids = np.array(sorted(set(labels.tolist())))
-    rng.shuffle(ids)
-    k = int(round(n_known * len(ids))) if isinstance(n_known, float) else int(n_known)
-    if not 1 <= k < len(ids) - 1:
-        raise ValueError(f"need at least one known person and two strangers, got {k} of {len(ids)}")
-    known, strangers = ids[:k], ids[k:]
-    n_cal = max(1, min(len(strangers) - 1, int(round(calib_frac * len(strangers)))))
-    idx = np.arange(len(labels))
-    known_idx = idx[np.isin(labels, known)]
-    rest, test = train_test_split(known_idx, test_size=test_size, stratify=labels[known_idx],
-                                  random_state=random_state)
-    gal, cal = train_test_split(rest, test_size=test_size / (1 - test_size), stratify=labels[rest],
-                                random_state=random_state)
-    return {"gallery": np.sort(gal), "known_calib": np.sort(cal), "known_test": np.sort(test),
-            "stranger_calib": idx[np.isin(labels, strangers[:n_cal])],
-            "stranger_test": idx[np.isin(labels, strangers[n_cal:])]}
 
 
 # --- old import paths: LFW people moved to facekit.lfw (kept working, loaded on first use) ---
