@@ -110,8 +110,7 @@ def main() -> None:
             y = f(x[:32]).numpy()
             print(f"{name}: max diff {np.abs(y - ref[:32]).max():.2e}", flush=True)
             variants[name] = (lambda f=f: [f(x[i:i + 32]).numpy() for i in range(0, len(x), 32)], len(x))
-        tfw = Embedder(backend="tensorflow")
-        tfw._model, tfw._graph = model, graph  # share the loaded model
+        tfw = Embedder(backend="tensorflow", keras_model=model)  # shares the loaded model
         print(f"tf_winograd: max diff {np.abs(tfw.embed(crops[:32]) - ref[:32] / np.linalg.norm(ref[:32], axis=1, keepdims=True)).max():.2e}", flush=True)
         variants["tf_winograd"] = (lambda: tfw.embed(crops), len(crops))
     for name, (fn, _) in variants.items():  # warm every path (and the baseline's predict function)

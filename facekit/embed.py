@@ -20,18 +20,21 @@ standardisation and L2 normalisation inside (:mod:`facekit.onnxgraph`, cached as
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import threading
+import warnings
 from pathlib import Path
 from typing import Iterable
 
 import numpy as np
 
 from .io import as_rgb
-from .registry import MODELS, FetchError, cache_dir, model_path
+from .registry import H5_SHA256, MODELS, FetchError, cache_dir, model_path
 
 __all__ = ["Embedder", "get_embedder", "embed", "prewhiten", "fixed_standardize", "onnx_path", "BACKENDS",
-           "EMBED_SIZE"]
+           "PRECISIONS", "EMBED_SIZE", "fingerprint", "weights_sha256", "compile_default", "ort_session", "ort_embed_fn"]
 
 EMBED_SIZE = 160  # input side in pixels
 
@@ -49,6 +52,14 @@ def prewhiten(crops: np.ndarray) -> np.ndarray:
 def fixed_standardize(crops: np.ndarray) -> np.ndarray:
     """Fixed standardisation of the 2018 512-D models: ``(x - 127.5) / 128``."""
     return (np.asarray(crops, np.float32) - 127.5) / 128.0
+
+
+def _standardize(crops: np.ndarray, standardization: str) -> np.ndarray:
+    return prewhiten(crops) if standardization == "per_image" else fixed_standardize(crops)
+
+
+class _GivenModelMismatch(ValueError):
+    """``Embedder(keras_model=...)`` got weights other than the registry model's."""
 
 
 def _build_keras_model(name: str):
@@ -84,31 +95,105 @@ def _build_keras_model(name: str):
 
 
 BACKENDS = ("onnxruntime", "tensorflow", "keras")
+#: "fp32" (default), "int8" (:mod:`facekit.quant`, ONNX Runtime only) or "auto" (int8 only where
+#: it was measured faster on this CPU; choosing "auto" is the user's consent to int8)
+PRECISIONS = ("fp32", "int8", "auto")
 
 
-def onnx_path(model: str = "facenet128", build: bool = True, keras_model=None) -> Path:
+def weights_sha256(model: str = "facenet128") -> str:
+    """sha256 (hex) identifying ``model``'s source weights, known without loading anything: the
+    registered hash of the h5 file for the sdist model; for keras-facenet downloads (whose file
+    hash keras-facenet checks) the hash of the release name."""
+    spec = _spec(model)
+    if spec.source == "sdist":
+        return H5_SHA256
+    return hashlib.sha256(f"keras-facenet:{spec.key}".encode()).hexdigest()
+
+
+def fingerprint(model: str = "facenet128", precision: str = "fp32") -> str:
+    """Identity of the embeddings ``model`` computes at ``precision`` ("fp32" or "int8"), e.g.
+    ``"facenet128/6acdd8fb3a3f/onnx-v2/fp32"``: source weights, export version, precision.
+    Stable across processes and backends (they agree to ~1e-6); stores and caches key on it."""
+    from .onnxgraph import EXPORT_VERSION
+
+    if precision == "int8":
+        from .quant import PRECISION_TAG as tag
+    elif precision == "fp32":
+        tag = "fp32"
+    else:
+        raise ValueError(f"precision must be 'fp32' or 'int8' here, not {precision!r}")
+    return f"{model}/{weights_sha256(model)[:12]}/onnx-v{EXPORT_VERSION}/{tag}"
+
+
+def _spec(model: str):
+    if model not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
+    return MODELS[model]
+
+
+def compiled_key(model: str = "facenet128") -> dict:
+    """What the compiled float32 model depends on: source weights, export version, code."""
+    from .onnxgraph import EXPORT_VERSION, code_hash
+
+    return {"model": model, "weights_sha256": weights_sha256(model), "export_version": EXPORT_VERSION,
+            "code": code_hash(), "standardization": _spec(model).standardization}
+
+
+def ort_session(path: str | os.PathLike, batch: int | None = None):
+    """An ONNX Runtime CPU session for a compiled model; ``batch`` fixes the batch dimension "N"
+    (one face: ~10 % faster, memory planned once). No busy-waiting between calls: detection
+    shares these cores in the live loop."""
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.log_severity_level = 3
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    if batch:
+        so.add_free_dimension_override_by_name("N", batch)
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def ort_embed_fn(path: str | os.PathLike):
+    """``uint8 crops (N, 160, 160, 3) -> float32 embeddings`` through a new session on ``path``."""
+    sess = ort_session(path)
+    return lambda x: sess.run(None, {"crops": np.ascontiguousarray(x)})[0]
+
+
+def onnx_path(model: str = "facenet128", build: bool = True, keras_model=None, rebuild: bool = False) -> Path:
     """Cached ONNX file of ``model``'s folded graph (:mod:`facekit.onnxgraph`), built on first
     use from the Keras weights (needs TensorFlow and ``onnx`` once, ~10 s; ``keras_model``: an
     already loaded one to fold instead of building another) and stored under
-    ``cache_dir()/compiled``. Later processes load it without importing TensorFlow."""
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
-    from .onnxgraph import EXPORT_VERSION
+    ``cache_dir()/compiled`` with a manifest (:func:`facekit.onnxgraph.cached_model`): its name
+    carries the key (weights sha256, export version, code hash), and a file that fails its
+    manifest is rebuilt. ``build=False``: only the path. Later processes load it without
+    importing TensorFlow."""
+    from .onnxgraph import cached_model, code_hash, EXPORT_VERSION
 
-    spec = MODELS[model]
-    path = cache_dir() / "compiled" / f"{model}-{spec.key}-v{EXPORT_VERSION}.onnx"
-    if path.exists() or not build:
+    spec = _spec(model)
+    stem = f"{model}-{weights_sha256(model)[:12]}-v"
+    path = cache_dir() / "compiled" / f"{stem}{EXPORT_VERSION}-{code_hash()}.onnx"
+    if not build:
         return path
-    from .fastgraph import fold_keras_model
-    from .onnxgraph import export_onnx
 
-    blob = export_onnx(fold_keras_model(keras_model or _build_keras_model(model)), (EMBED_SIZE, EMBED_SIZE),
-                       spec.standardization)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    tmp.write_bytes(blob)
-    os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+    def export() -> bytes:
+        from .fastgraph import fold_keras_model
+        from .onnxgraph import export_onnx
+
+        km = keras_model if keras_model is not None else _build_keras_model(model)
+        return export_onnx(fold_keras_model(km), (EMBED_SIZE, EMBED_SIZE), spec.standardization)
+
+    cached_model(path, compiled_key(model), export, ort_embed_fn, rebuild=rebuild, prune=f"{stem}*[0-9a-f].onnx")
     return path
+
+
+def compile_default() -> Path | None:
+    """Build (once) and return the default model's compiled ONNX file, or ``None`` when ONNX
+    Runtime is not installed (the TensorFlow backend is used then). Called by
+    ``python -m facekit fetch`` so that a new process embeds without TensorFlow."""
+    if _default_backend() != "onnxruntime":
+        return None
+    return onnx_path()
 
 
 def _default_backend() -> str:
@@ -130,26 +215,42 @@ class Embedder:
     backend : ``"onnxruntime"`` (default when installed: the folded graph exported to ONNX and
         cached, fastest on a CPU, no TensorFlow import in a new process), ``"tensorflow"`` (the
         folded graph with Winograd convolutions as a ``tf.function``) or ``"keras"`` (the
-        unmodified Keras model: the reference the others equal to ~1e-6).
+        unmodified Keras model: the reference the others equal to ~1e-6). When folding or export
+        fails, ``"onnxruntime"`` falls back to ``"tensorflow"`` with a warning saying why, and
+        that to the unmodified Keras model.
+    keras_model : an already loaded Keras model with ``model``'s weights, to share instead of
+        loading another (e.g. one embedder per backend). On the ONNX backend it is checked
+        against the compiled model's stored test embeddings.
+    precision : ``"fp32"`` (default; ``$FACEKIT_PRECISION`` overrides the default), ``"int8"``
+        (statically quantised compiled model, :mod:`facekit.quant`; ONNX Runtime only; its own
+        thresholds: registry entry ``"facenet128-int8"``) or ``"auto"`` (int8 only where it was
+        measured faster on this CPU, measured once and cached; see
+        :func:`facekit.quant.auto_precision`).
     """
 
     #: chunks with fewer crops take the latency path (ONNX Runtime: a session planned for one face,
     #: run per face; TensorFlow: the graph without Winograd on small maps)
     SMALL_BATCH = 8
 
-    def __init__(self, model: str = "facenet128", batch_size: int = 32, backend: str | None = None):
-        if model not in MODELS:
-            raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
+    def __init__(self, model: str = "facenet128", batch_size: int = 32, backend: str | None = None,
+                 keras_model=None, precision: str | None = None):
+        self.spec = _spec(model)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        backend = backend or _default_backend()
-        if backend not in BACKENDS:
+        if backend is not None and backend not in BACKENDS:
             raise ValueError(f"unknown backend {backend!r}; choose one of {BACKENDS}")
+        precision = precision or os.environ.get("FACEKIT_PRECISION") or "fp32"
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
+        if precision != "fp32" and backend not in (None, "onnxruntime"):
+            raise ValueError(f"precision={precision!r} runs on ONNX Runtime only, not backend={backend!r}")
         self.model_name = model
-        self.spec = MODELS[model]
         self.batch_size = int(batch_size)
-        self.backend = backend
-        self._model = None
+        self.backend = backend or _default_backend()
+        self.requested_precision = precision
+        self._precision = precision if precision != "auto" else None
+        self._model = keras_model
+        self._given_model = keras_model is not None
         self._graph = None
         self._fn = None
         self._fn_small = None
@@ -159,6 +260,25 @@ class Embedder:
     def dim(self) -> int:
         """Embedding length (128 or 512)."""
         return self.spec.dim
+
+    @property
+    def precision(self) -> str:
+        """``"fp32"`` or ``"int8"``: what this embedder computes (``"auto"`` resolved on first
+        access from the cached speed measurement, :func:`facekit.quant.auto_precision`)."""
+        if self._precision is None:
+            if self.backend != "onnxruntime":
+                self._precision = "fp32"
+            else:
+                from .quant import auto_precision
+
+                self._precision = auto_precision(self.model_name)
+        return self._precision
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of this embedder's embeddings, e.g. ``"facenet128/6acdd8fb3a3f/onnx-v2/fp32"``
+        (see :func:`fingerprint`); loads nothing (``precision="auto"`` reads its cached measurement)."""
+        return fingerprint(self.model_name, self.precision)
 
     @property
     def keras_model(self):
@@ -179,45 +299,68 @@ class Embedder:
     def _ensure(self) -> None:
         if self._fn is not None:
             return
+        precision = self.precision
         with self._lock:
             if self._fn is not None:
                 return
             if self.backend == "onnxruntime":
-                self._fn, self._fn_small = self._onnx_fns()
-                return
+                try:
+                    self._fn, self._fn_small = self._onnx_fns(precision)
+                    return
+                except (NotImplementedError, AttributeError, TypeError, ValueError, ImportError) as exc:
+                    if precision != "fp32" or isinstance(exc, _GivenModelMismatch):
+                        raise
+                    warnings.warn(f"facekit: cannot compile {self.model_name!r} for ONNX Runtime "
+                                  f"({type(exc).__name__}: {exc}); falling back to backend='tensorflow' "
+                                  "(same embeddings, slower)", RuntimeWarning, stacklevel=3)
+                    self.backend = "tensorflow"
         # TensorFlow backends (keras_model/folded_graph take the lock themselves)
         fns = self._tf_fns()
         with self._lock:
             if self._fn is None:
                 self._fn_small, self._fn = fns
 
-    def _onnx_fns(self):
-        import onnxruntime as ort
+    def _onnx_fns(self, precision: str):
+        from .onnxgraph import CacheMismatch, check_session, manifest_path
 
-        path = onnx_path(self.model_name, keras_model=self._model)
+        def load(rebuild: bool):
+            if precision == "int8":
+                from .quant import ATOL, int8_model_path
 
-        def session(batch: int | None):
-            so = ort.SessionOptions()
-            so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-            so.log_severity_level = 3
-            # no busy-waiting between calls: TensorFlow (detection) shares these cores in the live loop
-            so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-            if batch:  # a fixed batch lets ONNX Runtime plan memory once (1 face: ~10 % faster)
-                so.add_free_dimension_override_by_name("N", batch)
+                path, atol = int8_model_path(self.model_name, keras_model=self._model, rebuild=rebuild), ATOL
+            else:
+                path, atol = onnx_path(self.model_name, keras_model=self._model, rebuild=rebuild), 1e-4
+            manifest = json.loads(manifest_path(path).read_text())
+            batched, single = ort_session(path), ort_session(path, 1)
+            fn = lambda x: batched.run(None, {"crops": x})[0]  # noqa: E731
+            check_session(fn, manifest, atol, path)
+            return path, manifest, fn, single
+
+        try:
+            path, manifest, fn, single = load(False)
+        except Exception as exc:  # noqa: BLE001 - damaged file, or a runtime that cannot load it
+            if isinstance(exc, (NotImplementedError, ImportError, TypeError, AttributeError, FetchError)):
+                raise  # folding/export failed or a package is missing: not a cache problem
+            warnings.warn(f"facekit: the compiled model failed its check ({type(exc).__name__}: {exc}); "
+                          "rebuilding it", RuntimeWarning, stacklevel=4)
             try:
-                return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-            except Exception as exc:  # truncated/corrupt cache file: rebuild once
-                path.unlink(missing_ok=True)
-                onnx_path(self.model_name, keras_model=self._model)
-                try:
-                    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-                except Exception:
-                    raise RuntimeError(f"cannot load the compiled model {path}: {exc}. "
-                                       "Fix: delete it (it is rebuilt) or use backend='tensorflow'.") from exc
+                path, manifest, fn, single = load(True)
+            except CacheMismatch as exc2:
+                raise RuntimeError(f"{exc2}. Fix: delete {path.parent} (rebuilt on next use) or use "
+                                   "backend='tensorflow'.") from exc2
+        if self._given_model and precision == "fp32":
+            ref = np.asarray(manifest["test_embeddings"], np.float32)
+            from .onnxgraph import test_crops
 
-        batched, single = session(None), session(1)
-        return (lambda x: batched.run(None, {"crops": x})[0],
-                lambda x: np.concatenate([single.run(None, {"crops": x[i:i + 1]})[0] for i in range(len(x))]))
+            got = np.asarray(self._model.predict(_standardize(test_crops(), self.spec.standardization),
+                                                  verbose=0), np.float32)
+            got /= np.linalg.norm(got, axis=1, keepdims=True)
+            if np.abs(got - ref).max() > 1e-3:
+                raise _GivenModelMismatch(
+                    f"keras_model does not compute {self.model_name!r}'s embeddings (max difference "
+                    f"{np.abs(got - ref).max():.3g} on the test crops). Fix: pass a model with the "
+                    f"registry weights of {self.model_name!r}, or use backend='keras' for other weights.")
+        return fn, lambda x: np.concatenate([single.run(None, {"crops": x[i:i + 1]})[0] for i in range(len(x))])
 
     def _tf_fns(self):
         import tensorflow as tf
@@ -300,16 +443,17 @@ def _as_batch(crops) -> np.ndarray:
     return np.stack(items)
 
 
-_embedders: dict[str, Embedder] = {}
+_embedders: dict[tuple[str, str | None], Embedder] = {}
 _embedders_lock = threading.Lock()
 
 
-def get_embedder(model: str = "facenet128") -> Embedder:
-    """The process-wide :class:`Embedder` for ``model`` (created once, loaded on first use)."""
+def get_embedder(model: str = "facenet128", precision: str | None = None) -> Embedder:
+    """The process-wide :class:`Embedder` for ``model`` at ``precision`` (default: fp32 or
+    ``$FACEKIT_PRECISION``), created once, loaded on first use."""
     with _embedders_lock:
-        if model not in _embedders:
-            _embedders[model] = Embedder(model)
-        return _embedders[model]
+        if (model, precision) not in _embedders:
+            _embedders[model, precision] = Embedder(model, precision=precision)
+        return _embedders[model, precision]
 
 
 def embed(crops, model: str = "facenet128", progress: bool = False) -> np.ndarray:

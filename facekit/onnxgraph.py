@@ -10,19 +10,145 @@ new process embeds without importing TensorFlow at all (``bench/smoke.py``).
 
 Outputs equal the Keras model's to ~1e-6 (float32 throughout, no Winograd rounding);
 ``tests/test_perf_equivalence.py`` checks 1e-4.
+
+The compiled-model cache (:func:`cached_model`, :func:`check_session`): each file's name carries
+its key (the source weights' sha256, :data:`EXPORT_VERSION` and :func:`code_hash` of the folding
+and export code, plus whatever a derived model such as the int8 one adds), and a JSON manifest
+beside it stores the key, the file's sha256 and the embedding of fixed test crops
+(:func:`test_crops`). A file whose manifest is missing or disagrees (truncated, tampered, built
+by other code) is rebuilt, never used.
 """
 
 from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .fastgraph import FoldedGraph
 
-__all__ = ["export_onnx", "OPSET", "EXPORT_VERSION"]
+__all__ = ["export_onnx", "OPSET", "EXPORT_VERSION", "code_hash", "test_crops", "cached_model",
+           "check_session", "CacheMismatch"]
 
 OPSET = 17
-#: bump when the exported graph changes: cached files carry it in their name
-EXPORT_VERSION = 1
+#: bump when the exported graph's outputs change: part of the cache key and of Embedder.fingerprint
+EXPORT_VERSION = 2
+
+
+def code_hash(*extra: str | os.PathLike) -> str:
+    """sha256 (hex, 12 digits) of the source text of fastgraph.py, onnxgraph.py and ``extra``
+    files: any edit of the folding/export code gives new cache keys, so no stale model is used."""
+    h = hashlib.sha256()
+    here = Path(__file__).resolve().parent
+    for p in (here / "fastgraph.py", here / "onnxgraph.py", *map(Path, extra)):
+        h.update(Path(p).read_bytes())
+    return h.hexdigest()[:12]
+
+
+def test_crops() -> np.ndarray:
+    """Two fixed synthetic crops, ``uint8 (2, 160, 160, 3)``: smooth colour gradients plus seeded
+    noise, so every channel and layer sees varied values. Their embeddings go in the manifest."""
+    yy, xx = np.mgrid[0:160, 0:160].astype(np.float64) / 159
+    base = np.stack([xx, yy, 1 - xx * yy], -1) * 200
+    noise = np.random.default_rng(20240517).normal(0, 25, (2, 160, 160, 3))
+    return np.clip(np.stack([base, base[::-1, ::-1]]) + noise, 0, 255).astype(np.uint8)
+
+
+class CacheMismatch(RuntimeError):
+    """A cached compiled model does not match its manifest (truncated, tampered or stale)."""
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def manifest_path(path: Path) -> Path:
+    """The JSON manifest beside compiled model ``path``."""
+    return Path(path).with_suffix(".json")
+
+
+def _manifest_ok(path: Path, key: dict) -> dict | None:
+    """The manifest of ``path`` if it matches ``key`` and the file's sha256, else None."""
+    try:
+        m = json.loads(manifest_path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if m.get("key") != key or not path.is_file() or _sha256(path) != m.get("sha256"):
+        return None
+    return m
+
+
+@contextlib.contextmanager
+def _build_lock(path: Path):
+    """An exclusive file lock per compiled model: two processes never build the same file at once."""
+    import fcntl
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_suffix(".lock"), "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def cached_model(path: Path, key: dict, build: Callable[[], bytes],
+                 run: Callable[[Path], Callable[[np.ndarray], np.ndarray]], rebuild: bool = False,
+                 prune: str | None = None) -> dict:
+    """Make sure ``path`` holds a model that matches ``key``; return its manifest.
+
+    A file whose manifest is missing or names another key or sha256 is rebuilt with ``build()``
+    (serialised ONNX bytes), under a file lock, written atomically (temporary file +
+    ``os.replace``). ``run(path)`` must return a function ``uint8 crops -> float32 embeddings``;
+    the manifest stores its output on :func:`test_crops`, which :func:`check_session` compares
+    on every load. ``rebuild=True`` rebuilds whatever is there. ``prune``: a glob (in the same
+    folder) of superseded files to delete after a build.
+    """
+    path = Path(path)
+    if not rebuild and (m := _manifest_ok(path, key)) is not None:
+        return m
+    with _build_lock(path):
+        if not rebuild and (m := _manifest_ok(path, key)) is not None:
+            return m  # another process built it while we waited
+        if path.exists():
+            warnings.warn(f"facekit: rebuilding {path} (its manifest is missing or does not match: "
+                          "truncated, modified or built by other code)", RuntimeWarning, stacklevel=3)
+        blob = build()
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_bytes(blob)
+        ref = np.asarray(run(tmp)(test_crops()), np.float32)
+        m = {"key": key, "sha256": hashlib.sha256(blob).hexdigest(), "bytes": len(blob),
+             "test_embeddings": ref.round(7).tolist()}
+        mtmp = manifest_path(path).with_suffix(f".{os.getpid()}.jtmp")
+        mtmp.write_text(json.dumps(m, indent=1))
+        os.replace(tmp, path)  # atomic: a concurrent reader never sees half a file
+        os.replace(mtmp, manifest_path(path))
+        for stale in path.parent.glob(prune) if prune else ():
+            if stale != path:  # older keys of the same model: ~90 MB each, never used again
+                for f in (stale, manifest_path(stale), stale.with_suffix(".lock")):
+                    f.unlink(missing_ok=True)
+        return m
+
+
+def check_session(fn: Callable[[np.ndarray], np.ndarray], manifest: dict, atol: float, path: Path) -> None:
+    """Raise :class:`CacheMismatch` unless ``fn(test_crops())`` equals the manifest's embeddings
+    to ``atol`` (max abs difference): the loaded model computes what was built."""
+    ref = np.asarray(manifest["test_embeddings"], np.float32)
+    got = np.asarray(fn(test_crops()), np.float32)
+    if got.shape != ref.shape or not np.isfinite(got).all() or np.abs(got - ref).max() > atol:
+        diff = np.abs(got - ref).max() if got.shape == ref.shape else float("nan")
+        raise CacheMismatch(f"{path}: the test crops' embeddings differ from its manifest's "
+                            f"(max abs difference {diff:.3g} > {atol}); the file is damaged or stale")
 
 
 def _same_pads(size: int, k: int, s: int) -> tuple[int, int]:
@@ -53,7 +179,7 @@ def export_onnx(g: FoldedGraph, input_hw: tuple[int, int], standardization: str 
 
     def op(kind: str, ins: list[str], out: str | None = None, **attrs) -> str:
         out = out or fresh(kind.lower())
-        nodes.append(helper.make_node(kind, ins, [out], **attrs))
+        nodes.append(helper.make_node(kind, ins, [out], name=out, **attrs))  # named: quantisers exclude by name
         return out
 
     H, W = input_hw
@@ -92,14 +218,14 @@ def export_onnx(g: FoldedGraph, input_hw: tuple[int, int], standardization: str 
             if n.kind == "conv":
                 w = const(f"{k}/W", np.transpose(n.attrs["w"], (3, 2, 0, 1)))
                 b = const(f"{k}/B", n.attrs["b"])
-                v = op("Conv", [ins[0], w, b], **common)
+                v = op("Conv", [ins[0], w, b], k, **common)  # node named after the Keras layer
                 if n.attrs["relu"]:
                     v = op("Relu", [v])
             else:
                 v = op("MaxPool", [ins[0]], **common)
             hw = out_hw
         elif n.kind == "dense":
-            v = op("Gemm", [ins[0], const(f"{k}/W", n.attrs["w"]), const(f"{k}/B", n.attrs["b"])])
+            v = op("Gemm", [ins[0], const(f"{k}/W", n.attrs["w"]), const(f"{k}/B", n.attrs["b"])], k)
             if n.attrs["relu"]:
                 v = op("Relu", [v])
         elif n.kind == "slice":
@@ -108,7 +234,7 @@ def export_onnx(g: FoldedGraph, input_hw: tuple[int, int], standardization: str 
                 members = [c for c in g.order if g.nodes[c].kind == "slice" and g.nodes[c].attrs["group"] == grp]
                 outs = [fresh("split") for _ in members]
                 sizes_ = np.array([g.nodes[c].attrs["size"] for c in members], np.int64)
-                nodes.append(helper.make_node("Split", [ins[0], const(f"{grp}/sizes", sizes_)], outs, axis=1))
+                nodes.append(helper.make_node("Split", [ins[0], const(f"{grp}/sizes", sizes_)], outs, name=f"{grp}/split", axis=1))
                 split_outs[grp] = outs
             v = split_outs[grp].pop(0)
         elif n.kind == "affine":
@@ -121,8 +247,8 @@ def export_onnx(g: FoldedGraph, input_hw: tuple[int, int], standardization: str 
             v = op("Relu", ins)
         elif n.kind == "identity":
             v = ins[0]
-        elif n.kind == "add":
-            v = op("Sum", ins)
+        elif n.kind == "add":  # Add (not Sum) for two inputs: the int8 quantiser fuses it (QLinearAdd)
+            v = op("Add", ins) if len(ins) == 2 else op("Sum", ins)
         elif n.kind == "concat":
             axis = {-1: 1, 3: 1}.get(n.attrs["axis"])
             if axis is None:

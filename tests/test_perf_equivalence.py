@@ -49,19 +49,16 @@ def test_fast_embedding_equals_keras_on_other_inputs(embedder, rng):
 def tf_embedder(embedder):
     from facekit.embed import Embedder
 
-    e = Embedder(backend="tensorflow")
-    e._model = embedder.keras_model  # share the loaded weights
-    return e
+    return Embedder(backend="tensorflow", keras_model=embedder.keras_model)  # share the loaded weights
 
 
 def test_other_backends_agree(embedder, tf_embedder, celeb_val):
     from facekit.embed import Embedder
 
-    slow = Embedder(backend="keras")
-    slow._model = embedder.keras_model
+    slow = Embedder(backend="keras", keras_model=embedder.keras_model)
     crops = celeb_val.crops[:10]
     ref = slow.embed(crops)
-    assert slow._graph is None, "the keras backend must not fold anything"
+    assert slow.backend == "keras"
     assert np.abs(embedder.embed(crops) - ref).max() <= TOL
     assert np.abs(tf_embedder.embed(crops) - ref).max() <= TOL  # Winograd path (batched)
     assert np.abs(tf_embedder.embed(crops[:2]) - ref[:2]).max() <= TOL  # latency path
@@ -69,18 +66,75 @@ def test_other_backends_agree(embedder, tf_embedder, celeb_val):
         Embedder(backend="torch")
 
 
-def test_damaged_onnx_cache_is_rebuilt(embedder, celeb_val, tmp_path, monkeypatch):
+def test_damaged_or_tampered_onnx_cache_is_rebuilt(embedder, celeb_val, tmp_path, monkeypatch):
+    """Issue 13: a truncated file, a file whose bytes were changed (still a loadable model), and
+    one whose manifest was forged to match it are each rebuilt, never used."""
+    import json
+
     import facekit.embed as fe
+    from facekit.onnxgraph import manifest_path
 
     monkeypatch.setattr(fe, "cache_dir", lambda: tmp_path)
+    crops = celeb_val.crops[:3]
+    ref = embedder.embed(crops)
     path = fe.onnx_path(build=False)
     path.parent.mkdir(parents=True)
     path.write_bytes(b"not an onnx model")  # e.g. a download interrupted by a full disk
-    fresh = fe.Embedder()
-    fresh._model = embedder.keras_model
-    crops = celeb_val.crops[:3]
-    assert np.abs(fresh.embed(crops) - embedder.embed(crops)).max() <= TOL
-    assert path.stat().st_size > 50e6  # rebuilt in place
+    fresh = fe.Embedder(keras_model=embedder.keras_model)
+    assert np.abs(fresh.embed(crops) - ref).max() <= TOL
+    assert path.stat().st_size > 50e6 and manifest_path(path).is_file()  # rebuilt in place
+    good = path.read_bytes()
+
+    def tamper(forge_manifest: bool):
+        blob = bytearray(good)
+        i = len(blob) // 2  # inside a weight tensor: the model still loads, it computes something else
+        blob[i:i + 4096] = bytes(4096)
+        path.write_bytes(bytes(blob))
+        if forge_manifest:  # the sha256 check passes: only the test-crop embedding can tell
+            import hashlib
+
+            m = json.loads(manifest_path(path).read_text())
+            m["sha256"] = hashlib.sha256(bytes(blob)).hexdigest()
+            manifest_path(path).write_text(json.dumps(m))
+
+    for forge in (False, True):
+        tamper(forge)
+        with pytest.warns(RuntimeWarning, match="rebuilding"):
+            out = fe.Embedder(keras_model=embedder.keras_model).embed(crops)
+        assert np.abs(out - ref).max() <= TOL
+        assert path.read_bytes() == good, "rebuilt, not used"
+
+
+def test_onnx_falls_back_when_folding_fails(embedder, celeb_val, tmp_path, monkeypatch):
+    """Issue 12: a model fastgraph cannot fold runs on TensorFlow/Keras with a warning saying why."""
+    import keras
+
+    import facekit.embed as fe
+
+    monkeypatch.setattr(fe, "cache_dir", lambda: tmp_path)
+    km = embedder.keras_model
+    inp = keras.Input((160, 160, 3))
+    odd = keras.Model(inp, keras.layers.Lambda(lambda t: t * 1.0, name="mystery")(km(inp)))
+    e = fe.Embedder(keras_model=odd)
+    with pytest.warns(RuntimeWarning, match="not supported.*falling back to backend=.tensorflow."):
+        out = e.embed(celeb_val.crops[:2])
+    assert e.backend == "tensorflow"
+    assert np.abs(out - embedder.embed(celeb_val.crops[:2])).max() <= TOL
+
+
+def test_fingerprint_is_cheap_and_stable(embedder):
+    import subprocess
+    import sys
+
+    from facekit.embed import Embedder
+
+    fp = Embedder().fingerprint
+    assert fp.startswith("facenet128/6acdd8fb3a3f/onnx-v") and fp.endswith("/fp32")
+    assert embedder.fingerprint == fp == Embedder(backend="keras").fingerprint
+    assert Embedder(precision="int8").fingerprint != fp
+    code = "import sys, facekit.embed as fe; print(fe.Embedder().fingerprint, 'tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.stdout.split() == [fp, "False"], out.stderr[-2000:]
 
 
 def test_new_process_embeds_without_tensorflow(embedder, celeb_val, tmp_path):
