@@ -238,18 +238,18 @@ def tan_triggs_float(gray: np.ndarray, gamma: float = 0.2, sigma0: float = 1.0, 
     """
     import cv2
 
-    x = np.asarray(gray, np.float32)
-    if x.ndim != 2:
+    x = np.asarray(gray, np.float64)  # float64: with alpha = 0.1, float32 rounding noise in flat
+    if x.ndim != 2:                   # regions (|x| ~ 1e-7 -> 0.2) would shift the equalisation
         raise ValueError(f"tan_triggs_float takes one grey image (H, W), got shape {x.shape}")
-    x = np.power(np.maximum(x, 0.0), np.float32(gamma))
+    x = np.power(np.maximum(x, 0.0), gamma)
 
     def blur(s: float) -> np.ndarray:
         k = 2 * int(4.0 * s + 0.5) + 1
         return cv2.GaussianBlur(x, (k, k), sigmaX=s, sigmaY=s, borderType=cv2.BORDER_REFLECT_101)
 
     x = blur(sigma0) - blur(sigma1)
-    x = x / np.float32(max(float(np.mean(np.abs(x) ** alpha)) ** (1.0 / alpha), 1e-6))
-    x = x / np.float32(max(float(np.mean(np.minimum(tau, np.abs(x)) ** alpha)) ** (1.0 / alpha), 1e-6))
+    x = x / max(float(np.mean(np.abs(x) ** alpha)) ** (1.0 / alpha), 1e-12)
+    x = x / max(float(np.mean(np.minimum(tau, np.abs(x)) ** alpha)) ** (1.0 / alpha), 1e-12)
     return (tau * np.tanh(x / tau)).astype(np.float32)
 
 

@@ -110,10 +110,11 @@ def _tan_triggs_reference(gray, gamma=0.2, sigma0=1.0, sigma1=2.0, alpha=0.1, ta
 
 
 def test_tan_triggs_matches_the_written_out_chain(face_img):
-    g = cv2.cvtColor(face_img, cv2.COLOR_RGB2GRAY)
-    ours = ph.tan_triggs_float(g)
-    assert ours.dtype == np.float32 and ours.shape == g.shape and np.abs(ours).max() <= 10.0
-    np.testing.assert_allclose(ours, _tan_triggs_reference(g), atol=2e-3)
+    for im in (face_img, ph.shade(face_img, "left", low=0.12)):  # dark flat regions included
+        g = cv2.cvtColor(im, cv2.COLOR_RGB2GRAY)
+        ours = ph.tan_triggs_float(g)
+        assert ours.dtype == np.float32 and ours.shape == g.shape and np.abs(ours).max() <= 10.0
+        np.testing.assert_allclose(ours, _tan_triggs_reference(g), atol=1e-4)
     u8 = ph.tan_triggs(face_img)
     assert u8.dtype == np.uint8 and u8.shape == face_img.shape and ph.is_gray(u8, tol=0)
 
