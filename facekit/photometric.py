@@ -231,15 +231,16 @@ def tan_triggs_float(gray: np.ndarray, gamma: float = 0.2, sigma0: float = 1.0, 
     1. gamma: ``I ** gamma`` (compresses the dynamic range, keeps local contrast);
     2. difference of Gaussians ``G(sigma0) - G(sigma1)`` (band-pass: removes shading gradients,
        and fine noise); ``cv2.GaussianBlur`` with a 4-sigma radius, mirrored borders
-       (``BORDER_REFLECT_101``; = ``scipy.ndimage.gaussian_filter(mode="mirror")``);
+       (``BORDER_REFLECT_101``; = ``scipy.ndimage.gaussian_filter(mode="mirror")``); values below
+       1e-6 (rounding noise in flat regions) set to 0;
     3. contrast equalisation: ``I / mean(|I| ** alpha) ** (1 / alpha)``, then
        ``I / mean(min(tau, |I|) ** alpha) ** (1 / alpha)``;
     4. ``tau * tanh(I / tau)`` (squashes the extremes).
     """
     import cv2
 
-    x = np.asarray(gray, np.float64)  # float64: with alpha = 0.1, float32 rounding noise in flat
-    if x.ndim != 2:                   # regions (|x| ~ 1e-7 -> 0.2) would shift the equalisation
+    x = np.asarray(gray, np.float64)
+    if x.ndim != 2:
         raise ValueError(f"tan_triggs_float takes one grey image (H, W), got shape {x.shape}")
     x = np.power(np.maximum(x, 0.0), gamma)
 
@@ -248,6 +249,9 @@ def tan_triggs_float(gray: np.ndarray, gamma: float = 0.2, sigma0: float = 1.0, 
         return cv2.GaussianBlur(x, (k, k), sigmaX=s, sigmaY=s, borderType=cv2.BORDER_REFLECT_101)
 
     x = blur(sigma0) - blur(sigma1)
+    # flat regions: the DoG is 0 up to rounding (1e-16..1e-7 depending on the library), and with
+    # alpha = 0.1 that noise would weigh in the equalisation (1e-7 ** 0.1 = 0.2): make it exactly 0
+    x[np.abs(x) < 1e-6] = 0.0
     x = x / max(float(np.mean(np.abs(x) ** alpha)) ** (1.0 / alpha), 1e-12)
     x = x / max(float(np.mean(np.minimum(tau, np.abs(x)) ** alpha)) ** (1.0 / alpha), 1e-12)
     return (tau * np.tanh(x / tau)).astype(np.float32)
