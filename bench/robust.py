@@ -100,7 +100,9 @@ def _key(settings: dict) -> str:
 
 
 class Table:
-    """A ``{name: float32 row}`` table in one npz file, written atomically (one writer: this script)."""
+    """A ``{name: float32 row}`` table in one npz file. Saving merges what another process wrote
+    meanwhile (under a file lock) and replaces the file atomically, so two runs (e.g. View 1 and
+    View 2 at once) never drop each other's rows."""
 
     def __init__(self, name: str, settings: dict):
         from facekit.registry import cache_dir
@@ -110,21 +112,30 @@ class Table:
         self.path = d / f"{name}-{_key(settings)}.npz"
         self.settings = settings
         self.rows: dict[str, np.ndarray] = {}
+        self._load()
+
+    def _load(self) -> None:
         if self.path.is_file():
             try:
                 with np.load(self.path, allow_pickle=False) as z:
-                    self.rows = dict(zip(z["names"].tolist(), z["rows"]))
+                    for n, r in zip(z["names"].tolist(), z["rows"]):
+                        self.rows.setdefault(n, r)
             except Exception:  # damaged: recomputed, never trusted
-                self.rows = {}
+                pass
 
     def save(self) -> None:
+        import fcntl
+
         if not self.rows:
             return
-        names = sorted(self.rows)
-        tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npz")
-        np.savez(tmp, names=np.asarray(names, dtype=str), rows=np.stack([self.rows[n] for n in names]))
-        os.replace(tmp, self.path)
-        self.path.with_suffix(".json").write_text(json.dumps(self.settings, indent=1))
+        with open(self.path.with_suffix(".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            self._load()
+            names = sorted(self.rows)
+            tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npz")
+            np.savez(tmp, names=np.asarray(names, dtype=str), rows=np.stack([self.rows[n] for n in names]))
+            os.replace(tmp, self.path)
+            self.path.with_suffix(".json").write_text(json.dumps(self.settings, indent=1))
 
 
 class Bench:
