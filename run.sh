@@ -2,6 +2,8 @@
 # facekit's one entry point. On a fresh machine with Python 3.11/3.12:
 #   ./run.sh lab     set everything up, then open the notebook series in JupyterLab
 #   ./run.sh test    set everything up, then run the whole test suite (what CI runs)
+#   ./run.sh book    set everything up, execute the series (small mode; --full for the published
+#                    figures) and build a static HTML book into _build/html (front page index.html)
 # Also: ./run.sh setup | ./run.sh bench NAME (bench/NAME.py) | ./run.sh py ARGS (the venv's python)
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")"
@@ -79,6 +81,10 @@ case "$cmd" in
     setup
     name=${1:?usage: ./run.sh bench NAME}; shift
     exec "$PY" "bench/$name.py" "$@" ;;
+  book)
+    setup
+    export TF_CPP_MIN_LOG_LEVEL=2
+    exec "$PY" book/build.py "$@" ;;
   py) setup; exec "$PY" "$@" ;;
-  *) echo "usage: ./run.sh lab|test|setup|bench NAME|py ARGS" >&2; exit 2 ;;
+  *) echo "usage: ./run.sh lab|test|book [--full]|setup|bench NAME|py ARGS" >&2; exit 2 ;;
 esac
