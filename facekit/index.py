@@ -1,43 +1,41 @@
 """Nearest-face search over a gallery of any size: exact up to a measured size, FAISS beyond it.
 
 Taught in notebook 07 ("At scale"). Identification asks "which stored face is nearest to this
-one?". For a few thousand faces the exact answer is one matrix product (``2 - 2 * X @ q``, a
-fraction of a millisecond); at a million faces that product reads 512 MB per query (~40 ms on
-2 cores), so beyond :data:`EXACT_MAX` faces :class:`GalleryIndex` switches to a FAISS inverted
-file (``IndexIVFFlat``, inner product on the unit embeddings).
+one?". For a few thousand faces the exact answer is one matrix product (``2 - 2 * X @ q``, well
+under a millisecond); at a million faces that product reads 512 MB per query (tens of ms on 2
+cores), so beyond :data:`EXACT_MAX` faces :class:`GalleryIndex` switches to a FAISS HNSW graph
+(``IndexHNSWFlat``, inner product on the unit embeddings, M = :data:`HNSW_M`).
 
-Why IVF-Flat and these parameters (``bench/gallery.py``, LFW queries against 10k/100k/1M-face
-galleries, 2 cores; figures in the README):
+Why HNSW and not IVF (``bench/gallery.py``: real LFW queries against 10k/100k/1M-face galleries
+of LFW + synthetic faces with LFW's distance statistics, 2 cores; figures in the README):
 
-- recall@1 against exact search >= 0.99 at ``nprobe`` = :data:`NPROBE` with
-  ``nlist`` ~ 4 sqrt(N) lists (4,096 at 1M), p99 well under 5 ms for one query;
-- it supports ``remove_ids`` natively, so ``forget`` is a removal, not a rebuild (HNSW cannot
-  remove; it needs a full rebuild, and its build at 1M takes minutes instead of seconds);
-- memory is the raw vectors plus 8-byte ids (~0.53 GB at 1M), the same as exact search;
-- build = k-means on at most 64 points per list plus one assignment pass: seconds at 1M.
+- face embeddings are 128-D with weak cluster structure, so an inverted file must visit a large
+  share of its lists to find the true nearest face: IVF-Flat with 4 sqrt(N) lists needed
+  ``nprobe`` ~ 256 (6-25 % of the gallery scanned) for recall@1 >= 0.99 at 100k, and the share
+  does not fall with N; HNSW reaches it at ``efSearch`` 64-128 with a cost that grows ~log N;
+- memory: the raw vectors plus 2 M links per face (~0.77 GB at 1M, M=32), under the 1.5 GB budget;
+- its price: the build is slower (minutes at 1M on 2 cores, one-off; enrolments add faces one by
+  one cheaply) and HNSW cannot delete, so :meth:`GalleryIndex.remove` (``forget``) marks faces
+  dead, searches past them, and rebuilds once a fifth of the graph is dead.
 
 The index is built from the face store (:meth:`GalleryIndex.from_store`) and kept in step with
 enrolments and ``forget`` by :meth:`GalleryIndex.sync` (adds the store's new face ids, removes the
-gone ones; rebuilds when the gallery outgrew the lists it was trained for).
-Distances are squared L2 in [0, 4], as everywhere in facekit.
+gone ones). Distances are squared L2 in [0, 4], as everywhere in facekit.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["GalleryIndex", "EXACT_MAX", "NPROBE", "nlist_for", "exact_search"]
+__all__ = ["GalleryIndex", "EXACT_MAX", "HNSW_M", "EF_CONSTRUCTION", "EF_SEARCH", "exact_search"]
 
-#: galleries up to this many faces are searched exactly (numpy); beyond it, FAISS IVF-Flat.
-#: bench/gallery.py: exact search of 50k faces takes ~1.5 ms for one query on 2 cores, IVF ~0.2 ms.
-EXACT_MAX = 50_000
-#: inverted lists visited per query (bench/gallery.py: recall@1 vs exact >= 0.99 at 1M faces)
-NPROBE = 32
-
-
-def nlist_for(n: int) -> int:
-    """Number of IVF lists for ``n`` faces: the power of two nearest ``4 * sqrt(n)`` (>= 16)."""
-    return int(max(16, 2 ** round(np.log2(4.0 * np.sqrt(max(n, 1))))))
+#: galleries up to this many faces are searched exactly (numpy); beyond it, FAISS HNSW.
+#: bench/gallery.py: exact search of 10k faces takes ~0.25 ms for one query on 2 cores, 100k ~20 ms.
+EXACT_MAX = 20_000
+#: HNSW links per node, build-time and search-time beam widths (bench/gallery.py)
+HNSW_M, EF_CONSTRUCTION, EF_SEARCH = 32, 40, 64
+#: rebuild the graph once this share of its nodes are removed faces
+DEAD_REBUILD = 0.2
 
 
 def _unit_rows(x: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
@@ -84,139 +82,133 @@ class GalleryIndex:
     Parameters
     ----------
     dim : embedding length (128 for facenet128).
-    exact_max : up to this many faces, search exactly (default :data:`EXACT_MAX`); beyond it, use
-        a FAISS IVF-Flat index trained on the faces present when it is built.
-    nprobe : IVF lists visited per query (default :data:`NPROBE`); more is slower and closer to exact.
+    exact_max : up to this many faces, search exactly (default :data:`EXACT_MAX`); beyond it, a
+        FAISS HNSW graph (built once when the gallery crosses it; later faces are inserted).
+    ef_search : HNSW search beam (default :data:`EF_SEARCH`); larger is slower and closer to exact.
 
     ``search`` returns face ids (the store's ``faces.id``), ``identify`` names. Exact mode keeps
-    the vectors in one numpy array; IVF mode keeps them only inside FAISS (no second copy).
+    the vectors in one numpy array; HNSW mode keeps them only inside FAISS (no second copy).
     """
 
-    def __init__(self, dim: int = 128, *, exact_max: int = EXACT_MAX, nprobe: int = NPROBE):
-        if int(dim) < 1 or int(exact_max) < 0 or int(nprobe) < 1:
-            raise ValueError(f"need dim >= 1, exact_max >= 0, nprobe >= 1; got {dim}, {exact_max}, {nprobe}")
-        self.dim, self.exact_max, self._nprobe = int(dim), int(exact_max), int(nprobe)
-        self._x = np.zeros((0, self.dim), np.float32)  # exact mode only
-        self._ids = np.zeros(0, np.int64)  # face ids; exact mode: row order of _x; IVF: sorted
-        self._codes = np.zeros(0, np.int32)  # name code per id (same order as _ids)
+    def __init__(self, dim: int = 128, *, exact_max: int = EXACT_MAX, ef_search: int = EF_SEARCH):
+        if int(dim) < 1 or int(exact_max) < 0 or int(ef_search) < 1:
+            raise ValueError(f"need dim >= 1, exact_max >= 0, ef_search >= 1; got {dim}, {exact_max}, {ef_search}")
+        self.dim, self.exact_max, self._ef = int(dim), int(exact_max), int(ef_search)
+        self._x = np.zeros((0, self.dim), np.float32)  # exact mode: the vectors, row i <-> _ids[i]
+        self._ids = np.zeros(0, np.int64)  # face id per row (exact) or per graph node (HNSW)
+        self._codes = np.zeros(0, np.int32)  # name code per row / node
+        self._alive = np.zeros(0, bool)  # HNSW nodes not removed (exact mode: all True)
         self._names: list[str] = []
         self._code_of: dict[str, int] = {}
-        self._ivf = None
-        self._trained_on = 0
+        self._hnsw = None
         self._order: np.ndarray | None = None
 
     # -- state ---------------------------------------------------------------------------
     def __len__(self) -> int:
-        return len(self._ids)
+        return int(self._alive.sum())
 
     @property
     def kind(self) -> str:
-        """``"exact"`` or ``"ivf"`` (FAISS IndexIVFFlat): what :meth:`search` uses now."""
-        return "exact" if self._ivf is None else "ivf"
+        """``"exact"`` or ``"hnsw"`` (FAISS IndexHNSWFlat): what :meth:`search` uses now."""
+        return "exact" if self._hnsw is None else "hnsw"
 
     @property
-    def nprobe(self) -> int:
-        """IVF lists visited per query (settable; no effect in exact mode)."""
-        return self._nprobe
+    def ef_search(self) -> int:
+        """HNSW search beam (settable; no effect in exact mode)."""
+        return self._ef
 
-    @nprobe.setter
-    def nprobe(self, value: int) -> None:
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
         if int(value) < 1:
-            raise ValueError(f"nprobe must be >= 1, got {value}")
-        self._nprobe = int(value)
-        if self._ivf is not None:
-            self._ivf.nprobe = min(self._nprobe, self._ivf.nlist)
-
-    @property
-    def nlist(self) -> int:
-        """Number of IVF lists (0 in exact mode)."""
-        return 0 if self._ivf is None else int(self._ivf.nlist)
+            raise ValueError(f"ef_search must be >= 1, got {value}")
+        self._ef = int(value)
+        if self._hnsw is not None:
+            self._hnsw.hnsw.efSearch = self._ef
 
     @property
     def ids(self) -> np.ndarray:
         """The face ids in the index, int64 (N,) sorted."""
-        return np.sort(self._ids)
+        return np.sort(self._ids[self._alive])
 
     def names_of(self, ids: np.ndarray) -> list[str]:
-        """Names of face ids (``""`` for -1, i.e. no result)."""
+        """Names of face ids (``""`` for -1 or an id not in the index)."""
         ids = np.asarray(ids, np.int64).ravel()
-        if self._order is None:  # sorted view of the ids, kept until the next add/remove
-            self._order = np.argsort(self._ids, kind="stable")
+        if self._order is None:  # sorted view of the live ids, kept until the next add/remove
+            live = np.flatnonzero(self._alive)
+            self._order = live[np.argsort(self._ids[live], kind="stable")]
         order = self._order
-        pos = np.searchsorted(self._ids[order], ids)
-        pos = np.clip(pos, 0, max(len(order) - 1, 0))
-        out = []
-        for i, p in zip(ids.tolist(), pos.tolist()):
-            ok = len(order) and self._ids[order[p]] == i
-            out.append(self._names[self._codes[order[p]]] if ok else "")
-        return out
+        if not len(order):
+            return [""] * len(ids)
+        pos = np.clip(np.searchsorted(self._ids[order], ids), 0, len(order) - 1)
+        node = order[pos]
+        return [self._names[c] if i == j else "" for i, j, c in zip(ids.tolist(), self._ids[node].tolist(),
+                                                                   self._codes[node].tolist())]
 
     # -- building ------------------------------------------------------------------------
     @classmethod
-    def from_store(cls, store, model: str, **kwargs) -> "GalleryIndex":
-        """An index of every face of ``model`` (an embedder fingerprint) in a
+    def from_store(cls, store, model=None, **kwargs) -> "GalleryIndex":
+        """An index of every face of ``model`` (embedder, registry name or fingerprint) in a
         :class:`facekit.store.FaceStore`."""
         x, names, ids = store.embeddings(model)
-        dim = x.shape[1] if x.ndim == 2 and x.shape[1] else kwargs.pop("dim", 128)
-        kwargs.pop("dim", None)
-        index = cls(dim, **kwargs)
+        index = cls(x.shape[1] if x.ndim == 2 and x.shape[1] else kwargs.pop("dim", 128), **kwargs)
         index.add(x, ids, names)
         return index
 
     def add(self, embeddings: np.ndarray, ids, names) -> None:
         """Add faces: ``embeddings`` float32 (N, dim) unit rows, their face ``ids`` (int64, new)
         and ``names`` (a list of N names or one name for all)."""
-        x = _unit_rows(embeddings, "embeddings", self.dim) if len(embeddings) else np.zeros((0, self.dim), np.float32)
         ids = np.asarray(ids, np.int64).ravel()
+        if len(ids) == 0:
+            return
+        x = _unit_rows(embeddings, "embeddings", self.dim)
         names = [names] * len(ids) if isinstance(names, str) else list(names)
         if not (len(x) == len(ids) == len(names)):
             raise ValueError(f"add needs as many ids and names as embeddings: {len(x)}, {len(ids)}, {len(names)}")
-        if len(ids) == 0:
-            return
-        if len(np.unique(ids)) != len(ids) or np.isin(ids, self._ids).any():
+        if len(np.unique(ids)) != len(ids) or np.isin(ids, self._ids[self._alive]).any():
             raise ValueError("face ids must be new and unique; use sync() to follow a store")
         codes = np.asarray([self._code(n) for n in names], np.int32)
         self._ids = np.concatenate([self._ids, ids])
         self._codes = np.concatenate([self._codes, codes])
+        self._alive = np.concatenate([self._alive, np.ones(len(ids), bool)])
         self._order = None
-        if self._ivf is None:
-            self._x = np.concatenate([self._x, x]) if len(self._x) else x.copy()
-            if len(self._ids) > self.exact_max:
-                self._build_ivf(self._x, self._ids)
-        else:
-            self._ivf.add_with_ids(x, ids)
+        if self._hnsw is not None:
+            self._hnsw.add(x)
+            return
+        self._x = np.concatenate([self._x, x]) if len(self._x) else x.copy()
+        if len(self._ids) > self.exact_max:
+            self._build_hnsw(self._x)
 
     def remove(self, ids) -> int:
         """Remove faces by id (unknown ids are ignored); returns how many were removed."""
-        ids = np.unique(np.asarray(ids, np.int64).ravel())
-        keep = ~np.isin(self._ids, ids)
-        n = int((~keep).sum())
+        hit = np.isin(self._ids, np.asarray(ids, np.int64).ravel()) & self._alive
+        n = int(hit.sum())
         if n == 0:
             return 0
-        if self._ivf is None:
-            self._x = self._x[keep]
-        else:
-            self._ivf.remove_ids(ids)
-        self._ids, self._codes = self._ids[keep], self._codes[keep]
         self._order = None
+        if self._hnsw is None:
+            keep = ~hit
+            self._x, self._ids, self._codes, self._alive = self._x[keep], self._ids[keep], self._codes[keep], self._alive[keep]
+            return n
+        self._alive[hit] = False  # HNSW cannot delete: dead nodes are skipped, then rebuilt away
+        if (~self._alive).mean() > DEAD_REBUILD or len(self) <= self.exact_max:
+            live = np.flatnonzero(self._alive)
+            x = self._hnsw.reconstruct_n(0, self._hnsw.ntotal)[live]
+            ids, codes = self._ids[live], self._codes[live]
+            self._hnsw = None
+            self._ids, self._codes, self._alive = ids, codes, np.ones(len(ids), bool)
+            self._x = x
+            if len(ids) > self.exact_max:
+                self._build_hnsw(x)
         return n
 
-    def sync(self, store, model: str) -> tuple[int, int]:
-        """Follow the store: add faces it has that the index lacks, remove those it no longer has
-        (after ``forget``). Returns ``(added, removed)``. Rebuilds when the gallery has grown to
-        4x the size the IVF lists were trained on, or falls back under :attr:`exact_max`."""
+    def sync(self, store, model=None) -> tuple[int, int]:
+        """Follow the store: add the faces it has that the index lacks, remove those it no longer
+        has (after ``forget``). Returns ``(added, removed)``."""
         x, names, ids = store.embeddings(model)
         ids = np.asarray(ids, np.int64)
-        gone = self._ids[~np.isin(self._ids, ids)]
-        removed = self.remove(gone)
-        new = ~np.isin(ids, self._ids)
-        grown = self._ivf is not None and (len(ids) > 4 * self._trained_on or len(ids) <= self.exact_max)
-        if grown:
-            fresh = GalleryIndex(self.dim, exact_max=self.exact_max, nprobe=self.nprobe)
-            fresh.add(x, ids, names)
-            self.__dict__.update(fresh.__dict__)
-        else:
-            self.add(x[new], ids[new], [n for n, m in zip(names, new) if m])
+        removed = self.remove(self._ids[self._alive][~np.isin(self._ids[self._alive], ids)])
+        new = ~np.isin(ids, self._ids[self._alive])
+        self.add(x[new], ids[new], [n for n, m in zip(names, new) if m])
         return int(new.sum()), removed
 
     def _code(self, name: str) -> int:
@@ -225,35 +217,44 @@ class GalleryIndex:
             self._names.append(name)
         return self._code_of[name]
 
-    def _build_ivf(self, x: np.ndarray, ids: np.ndarray) -> None:
+    def _build_hnsw(self, x: np.ndarray) -> None:
         import faiss
 
-        nlist = nlist_for(len(x))
-        quantizer = faiss.IndexFlatIP(self.dim)
-        ivf = faiss.IndexIVFFlat(quantizer, self.dim, nlist, faiss.METRIC_INNER_PRODUCT)
-        rng = np.random.default_rng(0)
-        sample = x if len(x) <= 64 * nlist else x[rng.choice(len(x), 64 * nlist, replace=False)]
-        ivf.cp.max_points_per_centroid = 64  # k-means on at most 64 points per list: seconds at 1M
-        ivf.train(np.ascontiguousarray(sample))
-        ivf.add_with_ids(x, ids)
-        ivf.nprobe = min(self.nprobe, nlist)
-        self._ivf, self._trained_on = ivf, len(x)
+        index = faiss.IndexHNSWFlat(self.dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = EF_CONSTRUCTION
+        index.hnsw.efSearch = self._ef
+        index.add(np.ascontiguousarray(x))
+        self._hnsw = index
         self._x = np.zeros((0, self.dim), np.float32)  # FAISS holds the vectors now
 
     # -- search --------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
-        """k nearest faces of each query (float32 (Q, dim) or (dim,) unit rows): ``(distances
-        float32 (Q, k) squared L2 ascending, face ids int64 (Q, k); -1 / inf where fewer)``."""
+        """k nearest faces of each query (float32 (Q, dim) or (dim,) rows, renormalised):
+        ``(distances float32 (Q, k) squared L2 ascending, face ids int64 (Q, k); -1 / inf where
+        fewer)``."""
         q = _unit_rows(queries, "queries", self.dim)
         q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
-        if int(k) < 1:
+        k = int(k)
+        if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        if self._ivf is None:
-            d, rows = exact_search(self._x, q, int(k))
+        if self._hnsw is None:
+            d, rows = exact_search(self._x, q, k)
             return d, np.where(rows >= 0, self._ids[np.maximum(rows, 0)] if len(self._ids) else -1, -1)
-        sims, ids = self._ivf.search(q, int(k))
-        d = np.where(ids >= 0, np.clip(2.0 - 2.0 * sims, 0.0, 4.0), np.inf).astype(np.float32)
-        return d, ids.astype(np.int64)
+        dead = int((~self._alive).sum())
+        want = k if dead == 0 else min(self._hnsw.ntotal, k + min(dead, 4 * k + 16))
+        while True:
+            sims, nodes = self._hnsw.search(q, want)
+            ok = (nodes >= 0) & self._alive[np.maximum(nodes, 0)]
+            if ok.sum(axis=1).min() >= min(k, len(self)) or want >= self._hnsw.ntotal:
+                break
+            want = min(self._hnsw.ntotal, want * 4)
+        dist = np.full((len(q), k), np.inf, np.float32)
+        out = np.full((len(q), k), -1, np.int64)
+        for r in range(len(q)):
+            sel = np.flatnonzero(ok[r])[:k]
+            dist[r, :len(sel)] = np.clip(2.0 - 2.0 * sims[r, sel], 0.0, 4.0)
+            out[r, :len(sel)] = self._ids[nodes[r, sel]]
+        return dist, out
 
     def identify(self, queries: np.ndarray, threshold: float) -> tuple[list[str], np.ndarray]:
         """Nearest-face identification: the nearest stored face's name when its squared L2
@@ -268,9 +269,9 @@ class GalleryIndex:
         return out, d[:, 0]
 
     def memory_bytes(self) -> int:
-        """Bytes held by the vectors and ids (exact array or FAISS lists + ids)."""
-        if self._ivf is None:
+        """Bytes held by the vectors, graph links and ids."""
+        if self._hnsw is None:
             vec = self._x.nbytes
-        else:
-            vec = self._ivf.ntotal * (self.dim * 4 + 8) + self._ivf.nlist * self.dim * 4
-        return int(vec + self._ids.nbytes + self._codes.nbytes)
+        else:  # flat storage + level-0 links (2 M per node) + upper levels (~1/M of nodes, M each)
+            vec = self._hnsw.ntotal * (self.dim * 4 + 4 * 2 * HNSW_M + 4 * HNSW_M // max(HNSW_M - 1, 1) + 16)
+        return int(vec + self._ids.nbytes + self._codes.nbytes + self._alive.nbytes)
