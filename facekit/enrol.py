@@ -102,8 +102,8 @@ def export_store(store: FaceStore, path: str | os.PathLike, names: Sequence[str]
                  overwrite: bool = False) -> Path:
     """Write ``names`` (default: everyone) with their faces of every model to ``path`` (``.npz``
     added if missing). Photo paths are not exported. Returns the path written."""
-    path = Path(path)
-    if path.suffix != ".npz":
+    path = Path(path).expanduser()
+    if path.suffix != ".npz" and not path.is_dir():  # a folder gets write_npz's clear error
         path = path.with_name(path.name + ".npz")
     people = {p.name: p for p in store.people()}
     keep = sorted(people) if names is None else sorted({check_name(n) for n in names})

@@ -24,7 +24,8 @@ from .names import InvalidNameError, check_name
 __all__ = ["FileFormatError", "write_npz", "read_npz", "check_embeddings", "check_threshold",
            "check_labels", "UNIT_NORM_TOL"]
 
-UNIT_NORM_TOL = 1e-3  # |norm - 1| allowed for a stored embedding (float32 round-off is ~1e-7)
+UNIT_NORM_TOL = 1e-3
+_DAMAGED = "Fix: get a fresh copy of the file (it was damaged or edited); nothing was read from it"  # |norm - 1| allowed for a stored embedding (float32 round-off is ~1e-7)
 
 
 class FileFormatError(ValueError):
@@ -113,19 +114,19 @@ def check_embeddings(x: np.ndarray, where: str, dim: int | None = None) -> np.nd
     """``x`` as float32 (N, d) after checking it is 2-D, finite, unit-norm (and ``dim`` wide)."""
     x = np.asarray(x)
     if x.dtype.kind not in "fiu":
-        raise FileFormatError(f"{where}: embeddings have dtype {x.dtype}, expected float32")
+        raise FileFormatError(f"{where}: embeddings have dtype {x.dtype}, expected float32. {_DAMAGED}")
     if x.ndim != 2 or (dim is not None and x.shape[1] != dim) or x.shape[1] == 0:
-        raise FileFormatError(f"{where}: embeddings have shape {x.shape}, expected (N, {dim or 'd'})")
+        raise FileFormatError(f"{where}: embeddings have shape {x.shape}, expected (N, {dim or 'd'}). {_DAMAGED}")
     x = x.astype(np.float32, copy=False)
     bad = ~np.isfinite(x).all(axis=1)
     if bad.any():
         raise FileFormatError(f"{where}: {int(bad.sum())} embedding(s) hold NaN or inf (rows "
-                              f"{np.flatnonzero(bad)[:5].tolist()}); refusing the file")
+                              f"{np.flatnonzero(bad)[:5].tolist()}); refusing the file. {_DAMAGED}")
     n = np.linalg.norm(x.astype(np.float64), axis=1)
     off = np.abs(n - 1) > UNIT_NORM_TOL
     if off.any():
         raise FileFormatError(f"{where}: {int(off.sum())} embedding(s) are not unit length (norms "
-                              f"{np.round(n[off][:3], 4).tolist()}); the file is damaged or not FaceNet output")
+                              f"{np.round(n[off][:3], 4).tolist()}); the file is damaged or not FaceNet output. {_DAMAGED}")
     return x
 
 
@@ -134,7 +135,7 @@ def check_labels(labels: np.ndarray, n: int, where: str) -> list[str]:
     labels = np.asarray(labels)
     if labels.dtype.kind != "U" or labels.shape != (n,):
         raise FileFormatError(f"{where}: labels have dtype {labels.dtype} and shape {labels.shape}, "
-                              f"expected {n} names (unicode)")
+                              f"expected {n} names (unicode). {_DAMAGED}")
     out = labels.tolist()
     good = {}
     for name in set(out):
@@ -153,7 +154,7 @@ def check_threshold(t, where: str, allow_inf: bool = False) -> float | None:
     if t == "inf" and allow_inf:
         return float("inf")
     if isinstance(t, bool) or not isinstance(t, (int, float, np.floating, np.integer)):
-        raise FileFormatError(f"{where}: threshold {t!r} is not a number")
+        raise FileFormatError(f"{where}: threshold {t!r} is not a number. {_DAMAGED}")
     v = float(t)
     if v == float("inf") and allow_inf:
         return v

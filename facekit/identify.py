@@ -64,7 +64,11 @@ def default_threshold(model: str | None = None) -> float:
     if model is None:
         return DEFAULT_THRESHOLD
     name = str(model).split("/", 1)[0]
-    return float(model_spec(name).require_thresholds().unknown)
+    try:
+        return float(model_spec(name).require_thresholds().unknown)
+    except ValueError as exc:
+        raise ValueError(f"no calibrated 'unknown' threshold for model {model!r} ({exc}). "
+                         "Fix: pass threshold=... explicitly") from None
 
 
 def _unit(x: np.ndarray, what: str) -> np.ndarray:
@@ -282,9 +286,9 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
             classes = check_labels(arrays["classes"], len(arrays["classes"]), str(p))
             C = float(meta.get("C", 1.0))
             if not (np.isfinite(C) and C > 0) or not isinstance(meta.get("random_state", 0), (int, type(None))):
-                raise FileFormatError(f"{p}: C={meta.get('C')!r} or random_state is invalid")
+                raise FileFormatError(f"{p}: C={meta.get('C')!r} or random_state is invalid. Fix: {_FIX}")
         except FileFormatError as exc:
-            raise IdentifierFormatError(f"{exc}. Fix: {_FIX}") from None
+            raise IdentifierFormatError(str(exc)) from None
         obj = cls(threshold=th, C=C, random_state=meta.get("random_state", 0))
         obj.gallery_, obj.gallery_labels_ = gal, np.asarray(labels, dtype=str)
         obj.classes_ = np.asarray(classes, dtype=str)
