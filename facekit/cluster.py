@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .registry import FACENET128_THRESHOLDS
 from .verify import pairwise_sq_l2
 
 __all__ = ["METHODS", "PROJECTIONS", "DEFAULT_CLUSTER_THRESHOLD", "cluster_faces", "clustering_scores",
@@ -27,7 +28,7 @@ PROJECTIONS = ("umap", "pca", "tsne")
 # >= 20 photos each (dense, 62 people; ARI 0.999) but 1.4 on the varied "5 Celebrity Faces" sample
 # (ARI 0.99; at 0.95 it splits people: 0.82). 1.15 maximises their mean ARI (LFW 0.981, sample
 # 0.972), i.e. suits personal albums and large sets alike; bench/identify.py reports both.
-DEFAULT_CLUSTER_THRESHOLD = 1.15
+DEFAULT_CLUSTER_THRESHOLD = FACENET128_THRESHOLDS.cluster  # 1.15, with where it was measured
 # DBSCAN's eps (squared L2): 0.5 is best on LFW (ARI 0.995), the sample set wants 0.8; 0.6 is a
 # compromise (LFW 0.987, sample 0.79). Density-based methods are more sensitive to the data.
 DEFAULT_DBSCAN_EPS = 0.6
