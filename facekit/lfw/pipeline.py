@@ -189,7 +189,7 @@ def embed_lfw(paths: Sequence[str], *, margin: float | None = None, rotate: bool
     emb = embedder or get_embedder()
     paths = list(paths)
     faces = detect_lfw(paths, detector=det, progress=progress, cache=cache)
-    settings = {"kind": "lfw-embeddings", "model": emb.model_name, "margin": margin, "rotate": bool(rotate)}
+    settings = {"kind": "lfw-embeddings", "model": emb.fingerprint, "margin": margin, "rotate": bool(rotate)}
     variants = [False, True] if flip else [False]
     stores = {m: RowTable(lfw_cache_dir() / f"embeddings-{settings_key({**settings, 'mirrored': m})}.npz" if cache else None,
                         {**settings, "mirrored": m}) for m in variants}
