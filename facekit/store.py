@@ -22,9 +22,11 @@ re-scan of a folder detect and embed only new or changed photos.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import sqlite3
+import tempfile
 import threading
 import time
 import warnings
@@ -162,15 +164,15 @@ class FaceStore:
 
     def __init__(self, path: str | os.PathLike | None = None, *, durable: bool = False, timeout: float = 30.0):
         self.path = Path(path).expanduser() if path is not None else default_store_path()
-        self.durable = bool(durable)
+        self.durable, self._timeout = bool(durable), float(timeout)
         self._lock = threading.RLock()
         if self.path.is_dir():
             raise StoreError(f"{self.path}: is a folder, not a store file. Fix: set FACEKIT_STORE to a file "
                              f"path such as {self.path / 'faces.sqlite3'}")
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)  # created private, before SQLite
-            os.close(fd)
+            if not self.path.exists():
+                self._create()
             self._con = sqlite3.connect(self.path, timeout=timeout, isolation_level=None,
                                         check_same_thread=False)
         except PermissionError as exc:
@@ -180,13 +182,59 @@ class FaceStore:
             raise StoreError(f"{self.path}: cannot open the store ({exc}). Fix: {_FIX_MOVE}") from None
         try:
             self._setup()
+        except StoreError:
+            self._con.close()
+            raise
         except sqlite3.DatabaseError as exc:
             self._con.close()
             raise StoreError(f"{self.path}: not a facekit store, or damaged ({exc}). Fix: {_FIX_MOVE}") from None
 
     # -- connection -------------------------------------------------------------------------
+    def _create(self) -> None:
+        """A new store appears complete or not at all: the schema is written to a private (0600)
+        temporary file, which is then hard-linked into place (a no-op if another process won)."""
+        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new", dir=self.path.parent)
+        os.close(fd)
+        try:
+            os.chmod(tmp, 0o600)
+            con = sqlite3.connect(tmp, isolation_level=None)
+            con.execute("PRAGMA journal_mode = WAL")
+            con.execute("BEGIN")
+            for stmt in filter(str.strip, _SCHEMA.split(";")):
+                con.execute(stmt)
+            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            con.execute("COMMIT")
+            con.close()
+            try:
+                os.link(tmp, self.path)
+            except FileExistsError:
+                pass  # another process created it meanwhile: use theirs
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp + suffix)
+
     def _setup(self) -> None:
         c = self._con
+        # checks first, on a read-only connection: a damaged or foreign file is never written to
+        ro = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=self._timeout)
+        try:
+            tables = ro.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
+            app = ro.execute("PRAGMA application_id").fetchone()[0]
+            ver = ro.execute("PRAGMA user_version").fetchone()[0]
+        finally:
+            ro.close()
+        if tables == 0:  # new stores are created complete, so this file was emptied or truncated
+            raise StoreError(f"{self.path}: holds no faces and no facekit tables ({self.path.stat().st_size} "
+                             "bytes): it was emptied or truncated. Fix: restore your backup copy of the store, "
+                             "or delete this file to start an empty store")
+        if app != APPLICATION_ID:
+            raise StoreError(f"{self.path}: is an SQLite database but not a facekit store. Fix: point "
+                             "FACEKIT_STORE at another file (facekit will not write into this one)")
+        if ver > SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: written by a newer facekit (store version {ver}, this one "
+                             f"reads {SCHEMA_VERSION}). Fix: upgrade facekit (pip install -U facekit)")
         c.execute("PRAGMA foreign_keys = ON")
         c.execute("PRAGMA secure_delete = ON")
         # WAL + NORMAL: a commit survives the process being killed (the fault campaign's kill -9);
@@ -194,21 +242,6 @@ class FaceStore:
         c.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
         if c.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
             warnings.warn(f"{self.path}: WAL mode unavailable on this file system; using a rollback journal")
-        with self._tx() as cur:
-            ver = cur.execute("PRAGMA user_version").fetchone()[0]
-            app = cur.execute("PRAGMA application_id").fetchone()[0]
-            tables = cur.execute("SELECT count(*) FROM sqlite_master").fetchone()[0]
-            if ver == 0 and app == 0 and tables == 0:
-                for stmt in filter(str.strip, _SCHEMA.split(";")):
-                    cur.execute(stmt)
-                cur.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-                cur.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            elif app != APPLICATION_ID:
-                raise StoreError(f"{self.path}: is an SQLite database but not a facekit store. Fix: point "
-                                 "FACEKIT_STORE at another file (facekit will not write into this one)")
-            elif ver > SCHEMA_VERSION:
-                raise StoreError(f"{self.path}: written by a newer facekit (store version {ver}, this one "
-                                 f"reads {SCHEMA_VERSION}). Fix: upgrade facekit (pip install -U facekit)")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
@@ -355,19 +388,19 @@ class FaceStore:
         oldest first. Rows that fail their checks (damaged bytes: wrong length, NaN, not unit) are
         left out with a warning naming them, never used."""
         fp = model_fingerprint(model)
-        rows = self._read("SELECT f.id, p.name, f.dim, f.embedding FROM faces f JOIN people p ON "
-                          "p.id = f.person_id WHERE f.model = ? ORDER BY f.id", (fp,))
+        people = dict(self._read("SELECT id, name FROM people"))
+        rows = self._read("SELECT id, person_id, embedding FROM faces WHERE model = ? ORDER BY id", (fp,))
         if not rows:
             return np.zeros((0, 0), np.float32), [], np.zeros(0, np.int64)
-        ids, names, dims, blobs = zip(*rows)
-        d = int(dims[0])
-        ok = np.fromiter((dd == d and isinstance(b, bytes) and len(b) == 4 * d for dd, b in zip(dims, blobs)),
-                         bool, len(rows))
+        ids, pids, blobs = zip(*rows)
+        d = int(self._read("SELECT dim FROM faces WHERE model = ? LIMIT 1", (fp,))[0][0])
+        ok = np.fromiter(map(len, blobs), np.int64, len(rows)) == 4 * d  # (a non-bytes value has no len)
         if not ok.all():
             blobs = [b if k else b"\0" * (4 * d) for b, k in zip(blobs, ok)]
         x = np.frombuffer(b"".join(blobs), "<f4").reshape(len(rows), d)
         n = np.einsum("ij,ij->i", x, x, dtype=np.float64)
         ok &= np.abs(n - 1) < 2e-3  # NaN fails too
+        names = [people[p] for p in pids]
         ids_arr = np.asarray(ids, np.int64)
         if not ok.all():
             bad = ids_arr[~ok]
