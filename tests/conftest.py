@@ -70,3 +70,8 @@ def lfw_home_dir() -> Path:
 @pytest.fixture()
 def rng():
     return np.random.default_rng(0)
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Run the book test last: it reuses the notebooks tests/test_notebooks.py executed."""
+    items.sort(key=lambda item: item.nodeid.startswith("tests/test_book.py") or "/test_book.py" in item.nodeid)
