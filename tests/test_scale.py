@@ -1,0 +1,62 @@
+"""The Ray Data engine on a local instance gives the same rows as the local engine (issue 15).
+
+Real model, real photos, real Ray (a small local instance: 2 CPUs, no dashboard)."""
+
+import os
+
+import numpy as np
+import pytest
+
+from facekit.registry import celebrity_dir
+from facekit.scan import list_photos, run_local
+from facekit.store import FaceStore
+
+pytestmark = pytest.mark.slow
+
+
+def _same_rows(local: list[dict], ray: list[dict]) -> None:
+    a = {(r["path"], r["face"]): r for r in local}
+    b = {(r["path"], r["face"]): r for r in ray}
+    assert set(a) == set(b), "the engines found different faces"
+    for k, r in a.items():
+        assert r["sha256"] == b[k]["sha256"] and r["model"] == b[k]["model"]
+        if k[1] >= 0:
+            np.testing.assert_allclose(r["box"], b[k]["box"], atol=1e-3, err_msg=str(k))
+            np.testing.assert_allclose(r["landmarks"], b[k]["landmarks"], atol=1e-3, err_msg=str(k))
+            np.testing.assert_allclose(r["embedding"], b[k]["embedding"], atol=1e-5, rtol=0, err_msg=str(k))
+
+
+def _lfw_subset(tmp_path, n=200):
+    from facekit.lfw import lfw_pairs  # LFW must be present (SCIKIT_LEARN_DATA)
+
+    paths = list(dict.fromkeys(lfw_pairs().paths.ravel().tolist()))[:n]
+    d = tmp_path / "lfw"
+    d.mkdir()
+    for p in paths:
+        os.symlink(p, d / os.path.basename(p))
+    return d
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 2 ** 20, log_to_driver=False,
+             runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
+    yield ray
+    ray.shutdown()
+
+
+def test_ray_equals_local_on_samples_and_lfw(tmp_path, ray_local):
+    from facekit.scale import index_folder_ray
+
+    for root in (celebrity_dir(), _lfw_subset(tmp_path)):
+        local_store = FaceStore(tmp_path / f"local-{root.name}.sqlite3")
+        rep_l, rows_l = run_local(root, local_store, keep_rows=True, progress=False)
+        ray_store = FaceStore(tmp_path / f"ray-{root.name}.sqlite3")
+        rep_r, rows_r = index_folder_ray(root, ray_store, keep_rows=True)
+        assert rep_r.photos == rep_l.photos == len(list_photos(root))
+        assert rep_r.faces == rep_l.faces > 0 and rep_r.indexed == rep_l.indexed
+        _same_rows(rows_l, rows_r)
+        # the store ingested the shards: every photo cached, a second run does nothing
+        again = index_folder_ray(root, ray_store)
+        assert again.cached == again.photos and again.indexed == 0
