@@ -67,7 +67,9 @@ def test_skeleton(path):
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
 def test_runs_headless_in_small_mode(path):
-    nb, seconds = run_notebook(path, {"SMALL": True}, timeout=900)
+    # executed copies go to _build/executed: the book build (tests/test_book.py) reuses them
+    save_to = os.environ.get("FACEKIT_EXECUTED_DIR") or NOTEBOOKS.parent / "_build" / "executed"
+    nb, seconds = run_notebook(path, {"SMALL": True}, timeout=900, save_to=save_to)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
