@@ -424,21 +424,22 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return args.fn(args, out)
     except KeyboardInterrupt:
-        print("facekit: interrupted; work committed so far is kept", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return _error(args, out, "interrupted; work committed so far is kept", EXIT_INTERRUPTED)
     except LookupError as exc:  # UnknownPersonError, EmptyStoreError
-        print(f"facekit: {exc}", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"command": args.command, "rows": [], "failed": [], "error": str(exc)}))
-        return EXIT_NOT_FOUND
+        return _error(args, out, str(exc), EXIT_NOT_FOUND)
     except (ImageLoadError, OSError) as exc:
-        print(f"facekit: {exc}", file=sys.stderr)
-        if args.json:
-            print(json.dumps({"command": args.command, "rows": [], "failed": [{"error": str(exc)}]}))
-        return EXIT_FAILED
-    except ValueError as exc:
-        print(f"facekit: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+        return _error(args, out, str(exc), EXIT_FAILED)
+    except ValueError as exc:  # bad names, values: the API's own messages
+        return _error(args, out, f"error: {exc}", EXIT_USAGE)
+
+
+def _error(args, out: Outcome, message: str, code: int) -> int:
+    """Report an error on stderr (and as JSON on stdout with --json); return ``code``."""
+    print(f"facekit: {message}", file=sys.stderr)
+    if args.json:
+        print(json.dumps({"command": args.command, "rows": out.rows, "failed": out.failed, "error": message,
+                          "exit_code": code}, default=_jsonable))
+    return code
 
 
 if __name__ == "__main__":
