@@ -88,7 +88,8 @@ def serve_directory(directory: str | os.PathLike):
 def jupyter_lab(root_dir: str | os.PathLike, log_path: str | os.PathLike, timeout: float = 90):
     """Start JupyterLab (the repo's venv) on a free port serving ``root_dir``, with its settings,
     runtime and workspace folders inside ``root_dir``'s parent; yields ``(base_url, token)``.
-    The app is exposed as ``window.jupyterapp`` so a test can run its commands."""
+    The app is exposed as ``window.jupyterapp`` so a test can run its commands. Kernels get
+    ``FACEKIT_STORE`` = a fresh file in that folder: a test never touches the user's face store."""
     root_dir = Path(root_dir)
     home = root_dir.parent / "jupyter-home"
     for sub in ("config", "data", "runtime", "settings", "workspaces", "ipython"):
@@ -102,6 +103,7 @@ def jupyter_lab(root_dir: str | os.PathLike, log_path: str | os.PathLike, timeou
                JUPYTER_CONFIG_DIR=str(home / "config"), JUPYTER_DATA_DIR=str(home / "data"),
                JUPYTER_RUNTIME_DIR=str(home / "runtime"), JUPYTERLAB_SETTINGS_DIR=str(home / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(home / "workspaces"), IPYTHONDIR=str(home / "ipython"),
+               FACEKIT_STORE=str(home / "faces.sqlite3"),
                TF_CPP_MIN_LOG_LEVEL="2", PYTHONPATH=os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]))
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser", f"--port={port}", "--ServerApp.ip=127.0.0.1",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root_dir}",
