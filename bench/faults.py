@@ -556,7 +556,7 @@ def caches(c: Campaign, onnx: bool) -> None:
                 def one(dmg=dmg):
                     home = _home_with(c, rel, dmg)
                     code = (f"import numpy as np; from facekit.embed import Embedder; "
-                            f"e = Embedder().embed(np.load({str(c.tmp / 'crop.npy')!r}))[0]; print('EMB', list(e[:8]))")
+                            f"e = Embedder().embed(np.load({str(c.tmp / 'crop.npy')!r}))[0]; print('EMB', [float(v) for v in e[:8]])")
                     rc, out = _child(home, code, 540)
                     if rc != 0:
                         return 0, 0, int(not clear(out)), out.strip()[-100:]

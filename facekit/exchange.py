@@ -86,7 +86,7 @@ def read_npz(path: str | os.PathLike, format_name: str, version: int, fix: str,
     except PermissionError as exc:
         raise PermissionError(f"{path}: permission denied ({exc.strerror}). Fix: ask its owner to share it, "
                               "or copy it somewhere you can read") from None
-    except (zipfile.BadZipFile, EOFError, OSError, KeyError) as exc:
+    except (zipfile.BadZipFile, EOFError, OSError, KeyError, NotImplementedError, RuntimeError) as exc:
         raise error(f"{path}: not a {format_name} file (damaged .npz archive: {exc}). Fix: {fix}") from None
     except ValueError as exc:  # object arrays (need pickle), bad headers
         raise error(f"{path}: refused, it holds data that needs pickle to load or a bad array "

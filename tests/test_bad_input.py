@@ -221,3 +221,37 @@ def test_folder_with_nothing_usable(tmp_path):
         load_folder(tmp_path, progress=False, verbose=False)
     with pytest.raises(FileNotFoundError, match="one sub-folder per"):
         load_folder(tmp_path / "missing", progress=False)
+
+
+def test_nan_min_face_size_and_permission_errors_are_clear(tmp_path, monkeypatch):
+    from unittest import mock
+
+    from facekit.datasets import load_folder
+    from facekit.io import ImageLoadError, load_image
+
+    (tmp_path / "ada").mkdir()
+    with pytest.raises(ValueError, match="min_face_size.*Fix"):
+        load_folder(tmp_path, min_face_size=float("nan"))
+    p = tmp_path / "ada" / "x.jpg"
+    p.write_bytes(b"\xff\xd8\xff\xe0" + b"0" * 100)
+    with mock.patch("builtins.open", side_effect=PermissionError(13, "Permission denied")):
+        with pytest.raises(ImageLoadError, match="permission denied") as err:
+            load_image(p)
+    assert "corrupt" not in str(err.value) and str(p) in str(err.value)
+
+
+def test_decompression_bomb_refused_before_decoding(tmp_path):
+    import resource
+
+    from PIL import Image
+
+    from facekit.io import ImageLoadError, decode_image_bytes, load_image
+
+    bomb = tmp_path / "bomb.png"
+    Image.new("L", (12000, 12000)).save(bomb)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with pytest.raises(ImageLoadError, match="bomb.png.*decompression bomb"):
+        load_image(bomb)
+    with pytest.raises(ImageLoadError, match="exceeds"):
+        decode_image_bytes(bomb.read_bytes())
+    assert (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024 < 200  # MB: nothing decoded

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from PIL import Image
 
 from facekit.album import make_group_photo
 from facekit.cluster import cluster_faces, clustering_scores, project, sweep_cluster_threshold
@@ -133,3 +136,37 @@ def test_album_names_groups_with_an_identifier(album_dir, celeb_train):
     album = organise_album(root, progress=False, identifier=ident)
     assert sorted(album.people) == ["ben_afflek", "elton_john", "person_01"]
     assert all("madonna" in truth[p.rsplit("/", 1)[1]] for p in album.people["person_01"])
+
+
+def test_album_export_is_safe(album_dir, tmp_path):
+    """Issue 13: colliding names get unique names, a non-empty destination is refused unless merging
+    (nothing overwritten), every path stays inside, an export inside the album is left out of the scan."""
+    import shutil
+
+    from facekit.album import organise_album
+
+    root, truth = album_dir
+    album = organise_album(root, progress=False)
+    some = album.faces[0].path
+    sub = root / "2019"
+    sub.mkdir()
+    shutil.copy(root / "notes.txt", sub / "notes.txt")
+    twin = sub / Path(some).name  # same person, same file name, different bytes
+    Image.open(some).save(twin, quality=70)
+    again = organise_album(root, progress=False)
+    dest = root / "sorted"  # inside the album folder
+    out = again.export(dest)
+    files = [p for p in out.rglob("*") if p.is_file()]
+    stem = Path(some).stem
+    assert any(p.name == f"{stem} (2).jpg" for p in files)  # the twin got a unique name
+    assert all(out.resolve() in p.resolve().parents for p in files)
+    assert sum(len(v) for v in again.people.values()) == len([p for p in files if p.suffix == ".jpg"])
+    with pytest.raises(FileExistsError, match="not empty"):
+        again.export(dest)
+    n = len(files)
+    again.export(dest, merge=True)  # same photos: nothing added, nothing overwritten
+    assert len([p for p in out.rglob("*") if p.is_file()]) == n
+    rescan = organise_album(root, progress=False)
+    assert not any("sorted" in Path(f.path).parts for f in rescan.faces)  # the export is not re-scanned
+    with pytest.raises(ValueError, match="min_face_size"):
+        organise_album(root, progress=False, min_face_size=float("nan"))

@@ -195,3 +195,86 @@ def test_lfw_people_faces_small(lfw_home_dir):
     np.testing.assert_allclose(np.linalg.norm(lfw.embeddings, axis=1), 1, atol=1e-4)
     names, _ = cross_val_names(lfw.embeddings, lfw.labels, folds=3)
     assert np.mean(names == lfw.labels) >= 0.9
+
+
+# --- issue 13: fail closed, checked names, safe files -----------------------------------------
+
+def _toy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(8, 128)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    return x, ["ada"] * 4 + ["bob"] * 4
+
+
+@pytest.mark.parametrize("where", ["threshold", "gallery", "coef", "intercept", "query"])
+def test_nan_anywhere_means_unknown_in_predict_and_live_path(where):
+    x, y = _toy()
+    f = FaceIdentifier().fit(x, y)
+    q = x[:4].copy()  # enrolled faces: named when nothing is broken
+    assert (f.predict(q) == "ada").all()
+    if where == "threshold":
+        f.threshold = float("nan")
+    elif where == "gallery":
+        f.gallery_[:, 0] = np.nan
+    elif where == "coef":
+        f.coef_[:, 0] = np.nan
+    elif where == "intercept":
+        f.intercept_[0] = np.inf
+    else:
+        q[:, 0] = np.nan
+    assert set(f.predict(q).tolist()) == {UNKNOWN}
+    names, score = f.predict_scores(q, reject=False)  # the live loop's call, which applies its own threshold
+    assert not np.any((score <= f.threshold_) & (names != UNKNOWN))
+
+
+def test_names_checked_in_fit_enrol_and_load(tmp_path):
+    x, y = _toy()
+    for bad in ("../x", "", "a/b", ".", "person_01", "singletons"):
+        with pytest.raises(ValueError, match="Fix"):
+            FaceIdentifier().fit(x[:2], [bad, bad])
+        with pytest.raises(ValueError, match="Fix"):
+            FaceIdentifier().fit(x, y).enrol(x[:1], bad)
+    assert FaceIdentifier().enroll(x[:2], " Zoe\u0308 ").names == ["Zoë"]  # alias, canonical form
+    path = FaceIdentifier().fit(x, y).save(tmp_path / "g.npz")
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    np.savez(tmp_path / "evil.npz", **{**arrays, "gallery_labels": np.asarray(["../ada"] * 4 + ["bob"] * 4),
+                                      "classes": np.asarray(["../ada", "bob"])})
+    with pytest.raises(IdentifierFormatError, match="evil.npz"):
+        FaceIdentifier.load(tmp_path / "evil.npz")
+    for k, v in (("gallery", arrays["gallery"] * 2), ("coef", arrays["coef"] * np.nan)):
+        np.savez(tmp_path / f"bad-{k}.npz", **{**arrays, k: v})
+        with pytest.raises(IdentifierFormatError, match=f"bad-{k}.npz"):
+            FaceIdentifier.load(tmp_path / f"bad-{k}.npz")
+
+
+def test_save_and_load_agree_private_no_temp_left(tmp_path):
+    import stat
+
+    x, y = _toy()
+    f = FaceIdentifier().fit(x, y)
+    p = f.save(tmp_path / "g")
+    assert p.name == "g.npz" and FaceIdentifier.load(tmp_path / "g").names == ["ada", "bob"]
+    assert stat.S_IMODE(p.stat().st_mode) == 0o600
+    (tmp_path / "folder").mkdir()
+    with pytest.raises(IsADirectoryError, match="Fix"):
+        f.save(tmp_path / "folder")
+    with pytest.raises(FileExistsError, match="overwrite"):
+        f.save(p, overwrite=False)
+    assert not [q for q in tmp_path.rglob("*") if q.name.endswith(".tmp")]
+
+
+def test_two_processes_saving_one_gallery_never_mix(tmp_path):
+    import subprocess
+    import sys
+
+    code = ("import sys, numpy as np; from facekit.identify import FaceIdentifier\n"
+            "r = np.random.default_rng(int(sys.argv[2])); x = r.normal(size=(6, 128))\n"
+            "f = FaceIdentifier().fit(x, [sys.argv[3]] * 3 + ['z' + sys.argv[3]] * 3)\n"
+            "for _ in range(30): f.save(sys.argv[1])\n")
+    target = tmp_path / "shared.npz"
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(target), str(k), f"p{k}"]) for k in range(2)]
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+    back = FaceIdentifier.load(target)  # always one writer's complete file
+    assert back.names in (["p0", "zp0"], ["p1", "zp1"])
+    assert not [q for q in tmp_path.iterdir() if q.name.endswith(".tmp")]
