@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import threading
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -61,7 +62,7 @@ class RowTable:
             with np.load(self.path, allow_pickle=False) as z:
                 for n, r in zip(z["names"].tolist(), z["rows"]):
                     self.rows.setdefault(n, r)
-        except (OSError, ValueError, KeyError, EOFError) as exc:
+        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
             print(f"facekit: ignoring damaged LFW cache {self.path} ({type(exc).__name__}: {exc}); "
                   "its rows will be recomputed", file=sys.stderr)
 
