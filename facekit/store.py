@@ -31,13 +31,14 @@ import threading
 import time
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
 import numpy as np
 
 from .names import check_name
+from .records import (EmptyStoreError, FaceRecord, Person, PhotoSource, StoreError, UnknownPersonError,
+                      default_store_path, model_fingerprint, unit_rows)
 
 __all__ = ["FaceStore", "FaceRecord", "PhotoSource", "Person", "StoreError", "UnknownPersonError",
            "EmptyStoreError", "default_store_path", "model_fingerprint", "SCHEMA_VERSION"]
@@ -65,95 +66,6 @@ CREATE INDEX photo_faces_by_person ON photo_faces(person_id);
 """
 _FIX_MOVE = ("restore your backup copy of the store, or move this file away (facekit then starts an empty "
              "store) or point FACEKIT_STORE at another file")
-
-
-class StoreError(RuntimeError):
-    """The store file cannot be used (not a facekit store, damaged, newer, no permission)."""
-
-
-class UnknownPersonError(LookupError):
-    """A name that is not in the store."""
-
-    def __str__(self) -> str:  # LookupError would quote the message like a key
-        return str(self.args[0]) if self.args else ""
-
-
-class EmptyStoreError(UnknownPersonError):
-    """The store holds no faces for the model asked for."""
-
-
-@dataclass(frozen=True)
-class Person:
-    """One enrolled person: name, when added (unix seconds), consent note, faces (all models)."""
-
-    name: str
-    added: float
-    consent: str | None
-    faces: int
-
-
-@dataclass(frozen=True)
-class PhotoSource:
-    """Where an enrolled face came from: a photo file, its content sha256 and the face box (px)."""
-
-    path: str
-    sha256: str
-    box: tuple[float, float, float, float] | None = None
-
-
-@dataclass(frozen=True)
-class FaceRecord:
-    """One detected face of a cached photo: box (4,) x1,y1,x2,y2 px; landmarks (5, 2) px;
-    confidence in [0, 1]; embedding float32 (d,) unit norm; person: a name or None."""
-
-    box: np.ndarray
-    landmarks: np.ndarray
-    confidence: float
-    embedding: np.ndarray
-    person: str | None = None
-
-
-def default_store_path() -> Path:
-    """``$FACEKIT_STORE``, else ``$XDG_DATA_HOME/facekit/faces.sqlite3`` (~/.local/share/...)."""
-    env = os.environ.get("FACEKIT_STORE")
-    if env:
-        return Path(env).expanduser()
-    xdg = os.environ.get("XDG_DATA_HOME")
-    return (Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share") / "facekit" / "faces.sqlite3"
-
-
-def model_fingerprint(model=None) -> str:
-    """The string that keys embeddings by model: ``Embedder.fingerprint`` (weights, export and
-    precision) for an embedder or a registry name; any other string is taken as a fingerprint.
-    ``None`` means the default model, ``"facenet128"``."""
-    model = "facenet128" if model is None else model
-    fp = getattr(model, "fingerprint", None)
-    if fp is None and isinstance(model, str):
-        from .registry import MODELS
-
-        if model not in MODELS:
-            fp = model
-        else:
-            from .embed import get_embedder
-
-            fp = getattr(get_embedder(model), "fingerprint", None) or f"{model}/{MODELS[model].key}"
-    if not isinstance(fp, str) or not fp or len(fp) > 300 or not fp.isprintable():
-        raise ValueError(f"model {model!r} has no usable fingerprint; pass an Embedder, a registry name "
-                         "(e.g. 'facenet128') or Embedder.fingerprint")
-    return fp
-
-
-def _unit_rows(embeddings, dim: int | None, what: str) -> np.ndarray:
-    x = np.asarray(embeddings, dtype=np.float32)
-    x = x[None, :] if x.ndim == 1 else x
-    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0 or (dim is not None and x.shape[1] != dim):
-        raise ValueError(f"{what}: embeddings must be float32 (N, {dim or 'd'}) with N >= 1, got shape "
-                         f"{np.shape(embeddings)}. Fix: embed with the store's model ({dim or '?'} dims)")
-    n = np.linalg.norm(x.astype(np.float64), axis=1)
-    if not np.all(np.isfinite(n) & (n > 1e-6)):
-        raise ValueError(f"{what}: embeddings hold NaN, inf or all-zero rows; refusing them. Fix: re-embed "
-                         "the faces (a face crop of a broken frame?)")
-    return np.ascontiguousarray((x / n[:, None]).astype("<f4"))
 
 
 class FaceStore:
@@ -346,7 +258,7 @@ class FaceStore:
         word), or N items each a :class:`PhotoSource` or word. One transaction. The same face
         (same embedding, or same photo) is stored once per person and model. Returns the N ids."""
         name, fp = check_name(name), model_fingerprint(model)
-        x = _unit_rows(embeddings, None, f"add_faces({name!r})")
+        x = unit_rows(embeddings, None, f"add_faces({name!r})")
         if sources is None or isinstance(sources, str):
             sources = [sources or "api"] * len(x)
         if len(sources) != len(x):
@@ -467,7 +379,7 @@ class FaceStore:
         for i, r in enumerate(records):
             box = np.asarray(r.box, "<f4").reshape(4)
             lm = np.asarray(r.landmarks, "<f4").reshape(5, 2)
-            e = _unit_rows(r.embedding, None, f"put_photo({str(path)!r}) face {i}")[0]
+            e = unit_rows(r.embedding, None, f"put_photo({str(path)!r}) face {i}")[0]
             if not (np.isfinite(box).all() and np.isfinite(lm).all() and 0 <= float(r.confidence) <= 1):
                 raise ValueError(f"put_photo({str(path)!r}) face {i}: box, landmarks or confidence not finite "
                                  "or out of range. Fix: pass the detector's Face values")
