@@ -21,13 +21,25 @@ of LFW + synthetic faces with LFW's distance statistics, 2 cores; figures in the
 The index is built from the face store (:meth:`GalleryIndex.from_store`) and kept in step with
 enrolments and ``forget`` by :meth:`GalleryIndex.sync` (adds the store's new face ids, removes the
 gone ones). Distances are squared L2 in [0, 4], as everywhere in facekit.
+
+Threads: FAISS parallelises with OpenMP over queries and over inserted vectors. One query cannot
+be split, and on a busy machine an OpenMP team whose threads are descheduled waits at every
+barrier (a 10k build took 3.8 s with 2 threads vs 1.7 s with 1 on a loaded 2-core machine, and
+the test file ran for minutes with many small calls). So each FAISS call runs with an explicit
+thread count (restored afterwards, so other FAISS users in the process are unaffected): one
+thread for up to :data:`SERIAL_QUERIES` queries, and ``threads`` (default: the CPUs this process
+may use, ``os.sched_getaffinity``) for builds and batch searches.
 """
 
 from __future__ import annotations
 
+import os
+from contextlib import contextmanager
+
 import numpy as np
 
-__all__ = ["GalleryIndex", "EXACT_MAX", "HNSW_M", "EF_CONSTRUCTION", "EF_SEARCH", "exact_search"]
+__all__ = ["GalleryIndex", "EXACT_MAX", "HNSW_M", "EF_CONSTRUCTION", "EF_SEARCH", "SERIAL_QUERIES", "exact_search",
+           "faiss_threads", "cpu_count"]
 
 #: galleries up to this many faces are searched exactly (numpy); beyond it, FAISS HNSW.
 #: bench/gallery.py: exact search of 10k faces takes ~0.25 ms for one query on 2 cores, 100k ~20 ms.
@@ -36,6 +48,29 @@ EXACT_MAX = 20_000
 HNSW_M, EF_CONSTRUCTION, EF_SEARCH = 32, 40, 64
 #: rebuild the graph once this share of its nodes are removed faces
 DEAD_REBUILD = 0.2
+#: searches of up to this many queries run on one thread (no OpenMP team to wait for)
+SERIAL_QUERIES = 16
+
+
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+@contextmanager
+def faiss_threads(n: int):
+    """Run the FAISS calls inside with ``n`` OpenMP threads, then restore the previous count."""
+    import faiss
+
+    before = faiss.omp_get_max_threads()
+    faiss.omp_set_num_threads(max(1, int(n)))
+    try:
+        yield
+    finally:
+        faiss.omp_set_num_threads(before)
 
 
 def _unit_rows(x: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
@@ -85,15 +120,20 @@ class GalleryIndex:
     exact_max : up to this many faces, search exactly (default :data:`EXACT_MAX`); beyond it, a
         FAISS HNSW graph (built once when the gallery crosses it; later faces are inserted).
     ef_search : HNSW search beam (default :data:`EF_SEARCH`); larger is slower and closer to exact.
+    threads : FAISS threads for builds and batch searches (default :func:`cpu_count`); searches of
+        up to :data:`SERIAL_QUERIES` queries always use one.
 
     ``search`` returns face ids (the store's ``faces.id``), ``identify`` names. Exact mode keeps
     the vectors in one numpy array; HNSW mode keeps them only inside FAISS (no second copy).
     """
 
-    def __init__(self, dim: int = 128, *, exact_max: int = EXACT_MAX, ef_search: int = EF_SEARCH):
-        if int(dim) < 1 or int(exact_max) < 0 or int(ef_search) < 1:
-            raise ValueError(f"need dim >= 1, exact_max >= 0, ef_search >= 1; got {dim}, {exact_max}, {ef_search}")
+    def __init__(self, dim: int = 128, *, exact_max: int = EXACT_MAX, ef_search: int = EF_SEARCH,
+                 threads: int | None = None):
+        if int(dim) < 1 or int(exact_max) < 0 or int(ef_search) < 1 or (threads is not None and int(threads) < 1):
+            raise ValueError(f"need dim >= 1, exact_max >= 0, ef_search >= 1, threads >= 1; got {dim}, "
+                             f"{exact_max}, {ef_search}, {threads}")
         self.dim, self.exact_max, self._ef = int(dim), int(exact_max), int(ef_search)
+        self.threads = int(threads) if threads is not None else cpu_count()
         self._x = np.zeros((0, self.dim), np.float32)  # exact mode: the vectors, row i <-> _ids[i]
         self._ids = np.zeros(0, np.int64)  # face id per row (exact) or per graph node (HNSW)
         self._codes = np.zeros(0, np.int32)  # name code per row / node
@@ -172,7 +212,8 @@ class GalleryIndex:
         self._alive = np.concatenate([self._alive, np.ones(len(ids), bool)])
         self._order = None
         if self._hnsw is not None:
-            self._hnsw.add(x)
+            with faiss_threads(self.threads if len(x) > SERIAL_QUERIES else 1):
+                self._hnsw.add(x)
             return
         self._x = np.concatenate([self._x, x]) if len(self._x) else x.copy()
         if len(self._ids) > self.exact_max:
@@ -223,7 +264,8 @@ class GalleryIndex:
         index = faiss.IndexHNSWFlat(self.dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = EF_CONSTRUCTION
         index.hnsw.efSearch = self._ef
-        index.add(np.ascontiguousarray(x))
+        with faiss_threads(self.threads):
+            index.add(np.ascontiguousarray(x))
         self._hnsw = index
         self._x = np.zeros((0, self.dim), np.float32)  # FAISS holds the vectors now
 
@@ -243,7 +285,8 @@ class GalleryIndex:
         dead = int((~self._alive).sum())
         want = k if dead == 0 else min(self._hnsw.ntotal, k + min(dead, 4 * k + 16))
         while True:
-            sims, nodes = self._hnsw.search(q, want)
+            with faiss_threads(1 if len(q) <= SERIAL_QUERIES else self.threads):
+                sims, nodes = self._hnsw.search(q, want)
             ok = (nodes >= 0) & self._alive[np.maximum(nodes, 0)]
             if ok.sum(axis=1).min() >= min(k, len(self)) or want >= self._hnsw.ntotal:
                 break

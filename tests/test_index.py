@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from facekit.index import EF_SEARCH, GalleryIndex, exact_search
+from facekit.index import EF_SEARCH, GalleryIndex, cpu_count, exact_search, faiss_threads
 
 
 def _faces(n, rng, people=None):
@@ -20,9 +20,16 @@ def test_hnsw_agrees_with_exact_on_10k():
     x, who = _faces(10_000, rng)
     q = x[:300] + 0.05 * rng.normal(size=(300, 128)).astype(np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
+    faiss = pytest.importorskip("faiss")
+    before = faiss.omp_get_max_threads()
     index = GalleryIndex(128, exact_max=0)  # force FAISS at 10k
+    assert index.threads == cpu_count()
     index.add(x, np.arange(10_000) + 100, [f"p{w}" for w in who])
     assert index.kind == "hnsw" and index.ef_search == EF_SEARCH
+    assert faiss.omp_get_max_threads() == before, "the index must restore FAISS's thread count"
+    with faiss_threads(1):
+        assert faiss.omp_get_max_threads() == 1
+    assert faiss.omp_get_max_threads() == before
     d, ids = index.search(q, 5)
     ed, erows = exact_search(x, q, 5)
     assert np.mean(ids[:, 0] == erows[:, 0] + 100) >= 0.99
