@@ -358,6 +358,25 @@ class FaceStore:
         rows = self._read("SELECT path, size, mtime_ns, sha256 FROM photos WHERE model = ?", (model_fingerprint(model),))
         return {p: (int(s), int(m), h) for p, s, m, h in rows}
 
+    def photo_faces(self, model=None) -> tuple[np.ndarray, list[str], np.ndarray]:
+        """Every cached photo face of ``model`` (``facekit index``; notebook 07): ``(X float32 (N, d)
+        unit rows, photo paths (N,), boxes float32 (N, 4) px)``, by path then face. Damaged rows
+        (wrong length, NaN, not unit) are left out with a warning naming the photos, never used."""
+        from statistics import mode
+
+        rows = self._read("SELECT p.path, f.box, f.embedding FROM photo_faces f JOIN photos p ON p.id = f.photo_id "
+                          "WHERE p.model = ? ORDER BY p.path, f.idx", (model_fingerprint(model),))
+        d = mode(len(r[2]) for r in rows) // 4 if rows else 0
+        good = [r for r in rows if len(r[1]) == 16 and len(r[2]) == 4 * d
+                and abs(float(np.einsum("i,i->", e := np.frombuffer(r[2], "<f4"), e)) - 1) < 2e-3]
+        if len(good) < len(rows):
+            bad = sorted({r[0] for r in rows} - {r[0] for r in good})
+            warnings.warn(f"{self.path}: {len(rows) - len(good)} cached photo face(s) are damaged and were left out "
+                          f"(photos {bad[:5]}). Fix: `facekit index` those photos again after forget_photo")
+        x = np.frombuffer(b"".join(r[2] for r in good), "<f4").reshape(len(good), d).copy()
+        boxes = np.frombuffer(b"".join(r[1] for r in good), "<f4").reshape(len(good), 4).copy()
+        return x, [r[0] for r in good], boxes
+
     def _records(self, photo_id: int) -> list[FaceRecord]:
         rows = self._read("SELECT f.box, f.landmarks, f.confidence, f.embedding, p.name FROM photo_faces f "
                           "LEFT JOIN people p ON p.id = f.person_id WHERE f.photo_id = ? ORDER BY f.idx", (photo_id,))

@@ -127,6 +127,32 @@ def test_photo_cache_keys(tmp_path, rng):
     assert s.forget_photo("/a.jpg") == 1
 
 
+def test_photo_faces_all_cached_faces_damaged_left_out(tmp_path, rng):
+    path = tmp_path / "s.sqlite3"
+    s = FaceStore(path)
+    e = _unit(rng, 4)
+    lm = np.zeros((5, 2))
+    s.put_photo("/b.jpg", 1, 1, "11" * 32, FP, [FaceRecord(np.array([1, 2, 3, 4.5]), lm, 0.9, e[0]),
+                                                FaceRecord(np.array([5, 6, 7, 8]), lm, 0.9, e[1])])
+    s.put_photo("/a.jpg", 1, 1, "22" * 32, FP, [FaceRecord(np.array([0, 0, 9, 9]), lm, 0.9, e[2])])
+    s.put_photo("/none.jpg", 1, 1, "33" * 32, FP, [])
+    s.put_photo("/c.jpg", 1, 1, "44" * 32, "other/model", [FaceRecord(np.array([0, 0, 9, 9]), lm, 0.9, e[3])])
+    x, paths, boxes = s.photo_faces(FP)
+    assert x.dtype == np.float32 and x.shape == (3, 128) and boxes.dtype == np.float32 and boxes.shape == (3, 4)
+    assert paths == ["/a.jpg", "/b.jpg", "/b.jpg"]  # by path, then face
+    np.testing.assert_allclose(x, e[[2, 0, 1]], atol=1e-6)
+    np.testing.assert_array_equal(boxes[1], [1, 2, 3, 4.5])
+    s.close()
+    con = sqlite3.connect(path)
+    con.execute("UPDATE photo_faces SET embedding = ? WHERE idx = 1", (np.full(128, np.nan, "<f4").tobytes(),))
+    con.commit()
+    con.close()
+    with pytest.warns(UserWarning, match="damaged"):
+        x, paths, _ = FaceStore(path).photo_faces(FP)
+    assert paths == ["/a.jpg", "/b.jpg"] and np.allclose(x, e[[2, 0]], atol=1e-6)
+    assert FaceStore(path).photo_faces("no/model")[0].shape[0] == 0
+
+
 def test_export_import_round_trip_private_and_never_overwrites(tmp_path, rng):
     s = FaceStore(tmp_path / "a.sqlite3")
     s.add_faces("Ada", _unit(rng, 3), model=FP, consent="ok")
