@@ -245,7 +245,7 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
 
     # -- persistence (no pickle) --------------------------------------------------------
     @staticmethod
-    def _npz_path(path: str | os.PathLike) -> Path:
+    def npz_path(path: str | os.PathLike) -> Path:
         path = Path(path).expanduser()
         return path if path.suffix == ".npz" or path.is_dir() else path.with_name(path.name + ".npz")
 
@@ -265,7 +265,7 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
                 "names": self.names}
         arrays = {"gallery": self.gallery_, "gallery_labels": self.gallery_labels_, "classes": self.classes_,
                   "coef": self.coef_, "intercept": self.intercept_}
-        return write_npz(self._npz_path(path), meta, arrays, overwrite=overwrite, what="identifier .npz")
+        return write_npz(self.npz_path(path), meta, arrays, overwrite=overwrite, what="identifier .npz")
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "FaceIdentifier":
@@ -273,8 +273,8 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
         finite unit-norm gallery, checked names, consistent shapes, finite coefficients, a
         threshold in [0, 4] or inf. Anything else: :class:`IdentifierFormatError`."""
         p = Path(path).expanduser()
-        if not p.exists() and cls._npz_path(p).exists():
-            p = cls._npz_path(p)
+        if not p.exists() and cls.npz_path(p).exists():
+            p = cls.npz_path(p)
         meta, arrays = read_npz(p, FORMAT_NAME, FORMAT_VERSION, _FIX, IdentifierFormatError)
         need = {"gallery", "gallery_labels", "classes", "coef", "intercept"}
         if need - set(arrays):

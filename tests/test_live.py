@@ -409,3 +409,61 @@ def test_soak_5000_frames_stable_memory_no_queue(identifier, frames, detector, e
     assert growth < 40, rss
     assert len(rec.tracks) <= 3
     w.close()
+
+
+def test_webcam_enrolment_goes_into_the_face_store_at_once(identifier, detector, embedder, tmp_path):
+    """Enrolments reach the SQLite store in their own transaction: another process (a new
+    kernel) sees them while this recogniser is still running."""
+    import copy
+    import subprocess
+    import sys
+
+    from facekit.live import LiveRecognizer, make_demo_scene
+    from facekit.store import FaceStore
+
+    store = FaceStore(tmp_path / "faces.sqlite3")
+    store.add_faces("someone_else", identifier.gallery_[:2], model=embedder)  # enrolled elsewhere
+    stranger = make_demo_scene([STRANGER], n_frames=20, seed=3, detector=detector)
+    rec = LiveRecognizer(copy.deepcopy(identifier), detector=detector, embedder=embedder, store=store)
+    assert rec.enrol_frames([stranger.frame(i) for i in (6, 10, 14)], "newcomer") >= 2
+    code = ("import sys; from facekit.store import FaceStore; "
+            "print(sorted(p.name for p in FaceStore(sys.argv[1]).people()))")
+    out = subprocess.run([sys.executable, "-c", code, str(store.path)], capture_output=True, text=True, timeout=120)
+    assert out.stdout.strip() == "['newcomer', 'someone_else']", out.stderr
+    assert "newcomer" in rec.names
+    for bad in ("../x", "/abs/path", "a/b", ".", "", "unknown", "x\x00y"):
+        with pytest.raises(ValueError):
+            rec.enrol(identifier.gallery_[:1], bad)
+    assert sorted(p.name for p in store.people()) == ["newcomer", "someone_else"]
+
+
+def test_existing_gallery_file_is_never_overwritten_with_less(identifier, detector, embedder, tmp_path):
+    import copy
+
+    from facekit.identify import FaceIdentifier
+    from facekit.live import LiveRecognizer
+
+    path = tmp_path / "gallery.npz"
+    identifier.save(path)
+    before = set(FaceIdentifier.load(path).names)
+    with pytest.raises(ValueError, match="already holds a gallery"):
+        LiveRecognizer(FaceIdentifier().fit(identifier.gallery_[:2], ["x", "x"]), gallery_path=path)
+    rec = LiveRecognizer(None, detector=detector, embedder=embedder, gallery_path=path)  # loads it
+    rec.enrol(copy.deepcopy(identifier.gallery_[:2]), "newcomer")
+    assert set(FaceIdentifier.load(path).names) == before | {"newcomer"}
+
+
+def test_oversized_and_bomb_frames_are_refused_before_decoding(identifier, detector, embedder):
+    import io
+
+    from PIL import Image
+
+    from facekit.live import LiveRecognizer
+
+    rec = LiveRecognizer(identifier, detector=detector, embedder=embedder)
+    buf = io.BytesIO()
+    Image.new("L", (12000, 12000)).save(buf, format="PNG")  # ~140 KB, 144 MP once decoded
+    r = rec.process_jpeg(buf.getvalue())
+    assert not r.ok and "pixels" in r.message
+    r = rec.process_jpeg(b"\xff\xd8" + b"\x00" * (9 * 2**20))
+    assert not r.ok and "MiB" in r.message

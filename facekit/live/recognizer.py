@@ -31,9 +31,10 @@ import numpy as np
 from ..align import align_face
 from ..detect import Detector, get_detector
 from ..embed import Embedder, get_embedder
-from ..identify import UNKNOWN, FaceIdentifier
+from ..identify import FaceIdentifier
+from ..names import check_name
 from .naming import TrackName, gallery_threshold
-from .results import PENDING, FrameResult, LiveFace
+from .results import FrameResult, LiveFace
 from .tracking import FlowTracker, Track, Tracker
 from .video import as_frame, decode_jpeg
 
@@ -70,7 +71,13 @@ class LiveRecognizer:
         when many faces appear at once; the others are embedded on the next detections).
     iou_threshold, max_misses : of the default :class:`~facekit.live.tracking.FlowTracker`
         (ignored when ``tracker`` is given).
-    gallery_path : where :meth:`enrol` saves the gallery (``FaceIdentifier.save``; no pickle).
+    store : a :class:`facekit.store.FaceStore`: every enrolment is also added to it, in one
+        transaction, the moment it happens (the same store notebooks 04-07 and the ``facekit``
+        command use), so a webcam enrolment survives the kernel. Recommended.
+    gallery_path : (older way) a gallery ``.npz`` that :meth:`enrol` keeps up to date. An existing
+        file is never overwritten with less: with ``identifier=None`` it is loaded and enrolments
+        are added to it; with another identifier it is refused (pass
+        ``FaceIdentifier.load(path)``). Two kernels sharing one file would still race: use ``store``.
     tracker : any :class:`~facekit.live.tracking.Tracker` (default: a new ``FlowTracker``).
     """
 
@@ -78,13 +85,20 @@ class LiveRecognizer:
                  detect_every: int = 3, scan_every: int = 10, reembed_every: int = 45, memory: int = 5,
                  iou_threshold: float = 0.3, max_misses: int = 2, max_embed_per_frame: int = 3,
                  full_scan_every: int = 2, gallery_path=None, detector: Detector | None = None,
-                 embedder: Embedder | None = None, tracker: Tracker | None = None):
+                 embedder: Embedder | None = None, tracker: Tracker | None = None, store=None):
         counts = dict(detect_every=detect_every, scan_every=scan_every, full_scan_every=full_scan_every,
                       reembed_every=reembed_every, memory=memory, max_embed_per_frame=max_embed_per_frame)
         bad = {k: v for k, v in counts.items() if int(v) < 1}
         if bad:
             raise ValueError(f"these must be >= 1: {bad}")
+        if gallery_path is not None and FaceIdentifier.npz_path(gallery_path).exists():
+            if identifier is not None:
+                raise ValueError(f"{FaceIdentifier.npz_path(gallery_path)} already holds a gallery; enrolments would "
+                                 "replace it with this identifier's people. Fix: pass "
+                                 "identifier=FaceIdentifier.load(path) to add to it, another gallery_path, or use store=")
+            identifier = FaceIdentifier.load(gallery_path)
         self.identifier = identifier
+        self.store = store
         self._threshold = None if threshold is None else float(threshold)
         self.min_face_size = float(min_face_size)
         self.detect_every = int(detect_every)
@@ -193,13 +207,18 @@ class LiveRecognizer:
         return None if self._enrol is None else self._enrol["name"]
 
     def enrol(self, embeddings: np.ndarray, name: str):
-        """Add ``embeddings (N, d)`` of ``name`` to the gallery (a new person or more shots) and save
-        it to ``gallery_path`` when set. Returns the identifier."""
+        """Add ``embeddings (N, d)`` of ``name`` to the gallery (a new person or more shots); also to
+        ``store`` (one transaction, source "camera") and ``gallery_path`` when set. Returns the
+        identifier. A bad name or bad values raise ``ValueError`` before anything is changed."""
         name = _check_name(name)
         embs = np.asarray(embeddings, np.float32)
         if embs.ndim != 2 or len(embs) == 0:
             raise ValueError(f"need embeddings of shape (N, d) with N >= 1, got {embs.shape}")
+        if not np.isfinite(embs).all():
+            raise ValueError(f"the embeddings of {name!r} hold NaN or inf; nothing was enrolled")
         with self._lock:
+            if self.store is not None:  # first: if the store refuses, the gallery stays as it was
+                self.store.add_faces(name, embs, model=self.embedder, sources="camera")
             if self.identifier is None:
                 self.identifier = FaceIdentifier(threshold=self._threshold).fit(embs, [name] * len(embs))
             else:
@@ -417,7 +436,6 @@ def _ms(t0: float) -> float:
 
 
 def _check_name(name: str) -> str:
-    name = str(name).strip()
-    if not name or name in (UNKNOWN, PENDING):
-        raise ValueError(f"enrolment needs a person's name (not empty, not {UNKNOWN!r}); got {name!r}")
-    return name
+    """The one name check of :func:`facekit.names.check_name` (no path parts, control characters,
+    reserved words such as "unknown"; a length cap), for names typed into the webcam form."""
+    return check_name(name)

@@ -24,15 +24,14 @@ __all__ = ["decode_jpeg", "encode_jpeg", "as_frame", "VideoSource", "write_video
 
 
 def decode_jpeg(data: bytes | bytearray | memoryview) -> np.ndarray:
-    """JPEG (or PNG) bytes -> RGB ``uint8 (H, W, 3)``; raises ``ValueError`` on corrupt data.
+    """JPEG (or PNG) bytes -> RGB ``uint8 (H, W, 3)``; raises ``ValueError``
+    (:class:`facekit.io.ImageLoadError`) on corrupt data, and on frames over
+    :data:`facekit.io.MAX_FRAME_BYTES` bytes or :data:`facekit.io.MAX_FRAME_PIXELS` pixels, checked
+    from the header before anything is decoded (a 140 KB PNG can hold 12000x12000 pixels).
     (What :class:`facekit.camera.CameraWidget` receives; notebook 06.)"""
-    import cv2
+    from ..io import decode_image_bytes
 
-    buf = np.frombuffer(data, np.uint8)
-    img = cv2.imdecode(buf, cv2.IMREAD_COLOR) if buf.size else None
-    if img is None:
-        raise ValueError(f"could not decode the frame ({buf.size} bytes): corrupt or not a JPEG/PNG")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return decode_image_bytes(data, name="frame")
 
 
 def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
