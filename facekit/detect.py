@@ -29,6 +29,7 @@ from typing import Sequence
 
 import numpy as np
 
+from .boxes import match_boxes
 from .io import as_rgb
 
 __all__ = ["Face", "Detector", "detect_faces", "get_detector", "scale_pyramid", "LANDMARK_NAMES", "match_boxes"]
@@ -271,32 +272,6 @@ class Detector:
         for bi, fi in match_boxes(b, np.array([f.box for f in faces], np.float64).reshape(-1, 4), 0.2):
             out[bi] = faces[fi]
         return out
-
-
-def match_boxes(a: np.ndarray, b: np.ndarray, min_iou: float) -> list[tuple[int, int]]:
-    """Greedy one-to-one matching of boxes ``a`` (K, 4) to ``b`` (M, 4), highest IoU first, pairs
-    with IoU >= ``min_iou`` only. Returns ``[(index in a, index in b), ...]``."""
-    a = np.asarray(a, np.float64).reshape(-1, 4)
-    b = np.asarray(b, np.float64).reshape(-1, 4)
-    if not len(a) or not len(b):
-        return []
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area = lambda z: np.clip(z[:, 2] - z[:, 0], 0, None) * np.clip(z[:, 3] - z[:, 1], 0, None)  # noqa: E731
-    m = inter / np.maximum(area(a)[:, None] + area(b)[None, :] - inter, 1e-12)
-    pairs, used_a, used_b = [], set(), set()
-    for flat in np.argsort(-m, axis=None):
-        i, j = np.unravel_index(flat, m.shape)
-        if m[i, j] < min_iou:
-            break
-        if i not in used_a and j not in used_b:
-            used_a.add(i)
-            used_b.add(j)
-            pairs.append((int(i), int(j)))
-    return pairs
 
 
 # mtcnn 1.0's P-, R- and O-Net: the layers their call() runs, in order, then the output heads
