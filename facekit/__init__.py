@@ -1,5 +1,9 @@
 """facekit: FaceNet, step by step. A tiny, flat API; numpy in and out.
 
+The flat namespace is the face_recognition-sized API of the README's "facekit in ten lines", plus
+each chapter's main object (``FaceIdentifier``, ``FaceStore``, ``LiveRecognizer``, ...). Anything
+else is imported from the module that is its one home (``from facekit.lfw import lfw_pairs``).
+
 Images are RGB ``uint8 (H, W, 3)``; boxes ``(x1, y1, x2, y2)`` in pixels; embeddings
 L2-normalised ``float32 (N, 128)``; distances squared L2 in [0, 4] (= 2 - 2 cos).
 
@@ -23,6 +27,9 @@ _EXPORTS = {
     "FaceSet": "datasets", "load_folder": "datasets", "load_celebrities": "datasets",
     "lfw_pairs": "datasets", "lfw_people": "datasets",
     "cache_dir": "registry", "FetchError": "registry", "ChecksumError": "registry",
+    "thresholds": "registry", "model_spec": "registry",
+    # your people (notebooks 04, 06, 07 and the facekit command)
+    "FaceStore": "store", "check_name": "names",
     # notebook 02
     "verify": "verify", "evaluate_10fold": "verify", "pairwise_sq_l2": "verify",
     # notebooks 04-05
@@ -33,7 +40,7 @@ _EXPORTS = {
     "lfw_face_crops": "triplet", "split_identities": "triplet", "make_pairs": "triplet",
     # notebook 06
     "LiveRecognizer": "live", "FrameResult": "live", "make_demo_scene": "live", "run_source": "live",
-    "CameraWidget": "camera", "VideoSource": "camera",
+    "CameraWidget": "camera", "VideoSource": "live",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]
