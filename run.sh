@@ -39,7 +39,7 @@ setup() {
     echo "$want" > "$stamp"
   fi
   # Model weights + sample photos into $FACEKIT_HOME (default ~/.cache/facekit), sha256-checked.
-  "$PY" -c "from facekit.registry import fetch_all; from facekit.embed import compile_default; fetch_all(); p = compile_default(); print('facekit: compiled model', p)"
+  "$PY" -m facekit fetch
   # LFW: use $SCIKIT_LEARN_DATA if set; else a shared read-only copy beside the repo (mirrored
   # as symlinks, since scikit-learn writes a cache next to it); else scikit-learn downloads on use.
   if [ -z "${SCIKIT_LEARN_DATA:-}" ] && [ -d "$ROOT/../shared/sklearn_data/lfw_home" ]; then

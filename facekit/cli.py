@@ -129,11 +129,13 @@ def _faces(files: list[Path], args, out: Outcome, *, largest: bool = False):
 
 # -- subcommands ---------------------------------------------------------------------------------
 def cmd_fetch(args, out: Outcome) -> int:
+    from .embed import compile_default
     from .registry import cache_dir, fetch_all
 
-    fetch_all()
-    out.rows.append({"cache": str(cache_dir()), "status": "ready"})
-    return out.finish(["cache", "status"])
+    fetch_all()  # model weights + sample photos, sha256-checked
+    compiled = compile_default()  # the embedding network folded and exported once (ONNX Runtime)
+    out.rows.append({"cache": str(cache_dir()), "compiled": str(compiled or "-"), "status": "ready"})
+    return out.finish(["cache", "compiled", "status"])
 
 
 def cmd_detect(args, out: Outcome) -> int:
