@@ -108,7 +108,7 @@ class CameraWidget(anywidget.AnyWidget):
             data = bytes(buffers[0]) if buffers else b""
             self.offer_frame(data, content)
         elif kind in ("enrol", "enroll"):  # the page sends "enroll"
-            self._enrol(content.get("name", ""), content.get("shots", self.shots))
+            self._enrol(content.get("name", ""), content.get("shots", self.shots), content.get("consent"))
 
     def offer_frame(self, data: bytes, meta: dict | None = None) -> bool:
         """Hand one JPEG frame to the recogniser. Returns False (and answers ``dropped``) when a
@@ -179,14 +179,17 @@ class CameraWidget(anywidget.AnyWidget):
         except Exception:  # noqa: BLE001 - a closed comm must not kill the worker
             pass
 
-    def _enrol(self, name: str, shots) -> None:
-        start = getattr(self.recognizer, "start_enrolment", None) or getattr(
-            self.recognizer, "start_enrollment", None)
+    def _enrol(self, name: str, shots, consent=None) -> None:
+        if not (isinstance(consent, str) and consent.strip()):
+            # the page asks before the first shot; a message without it is refused here too
+            self.status = "cannot enrol: tick the consent box first (the person agrees to have their face stored)"
+            return
+        start = getattr(self.recognizer, "start_enrolment", None)
         if start is None:
             self.status = "this recogniser cannot enrol people"
             return
         try:
-            start(str(name), int(shots))
+            start(str(name), int(shots), consent=consent.strip()[:500])
         except (ValueError, TypeError) as exc:
             self.status = f"cannot enrol: {exc}"
             return

@@ -226,6 +226,11 @@ def test_notebook_06_recognises_the_webcam_in_jupyterlab(pw, chromium, detector,
             assert state["errors"] == [], state
             # enrol the stranger from the webcam: the largest face is hers
             page.fill(".facekit-camera .fk-name", "mindy")
+            page.click(".facekit-camera .fk-enrol-button")  # no consent yet: the page asks first
+            page.wait_for_function("() => document.querySelector('.facekit-camera .fk-message')"
+                                   ".textContent.includes('Ask first')", timeout=30_000)
+            assert "mindy" not in page.inner_text(".facekit-camera .fk-names")
+            page.check(".facekit-camera .fk-consent")
             page.click(".facekit-camera .fk-enrol-button")
             page.wait_for_function("() => { const t = document.querySelector('.facekit-camera .fk-names')"
                                    ".textContent; return t.includes('mindy') && t.includes('elton_john')"

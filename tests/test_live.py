@@ -234,10 +234,10 @@ class SlowRecognizer:
             return FrameResult(0, 0, 0, [], 0.0, ok=False, message=str(exc))
         return FrameResult(0, img.shape[1], img.shape[0], [], self.delay * 1000)
 
-    def start_enrollment(self, name, shots):
+    def start_enrolment(self, name, shots, consent=None):
         if not name.strip():
             raise ValueError("empty name")
-        self.enrolled.append((name, shots))
+        self.enrolled.append((name, shots, consent))
 
 
 def _widget(rec, **kw):
@@ -295,16 +295,19 @@ def test_camera_widget_messages_threshold_and_enrol():
     # messages as they come from the comm (content, buffers)
     w._handle_custom_msg({"type": "frame", "id": 7, "view": "x"}, [memoryview(b"not a jpeg")])
     assert sent[-1]["type"] == "result" and sent[-1]["ok"] is False and sent[-1]["id"] == 7
-    assert "decode" in sent[-1]["message"]
+    assert "not an image" in sent[-1]["message"] and "Fix" in sent[-1]["message"]
     w._handle_custom_msg({"type": "frame", "id": 8, "view": "x"}, [])
     assert sent[-1]["id"] == 8 and sent[-1]["ok"] is False
-    w._handle_custom_msg({"type": "enroll", "name": "zoe", "shots": 4}, [])
-    assert rec.enrolled == [("zoe", 4)] and "zoe" in w.status
-    w._handle_custom_msg({"type": "enroll", "name": " ", "shots": 4}, [])
+    w._handle_custom_msg({"type": "enroll", "name": "zoe", "shots": 4}, [])  # no consent: refused
+    assert rec.enrolled == [] and "consent" in w.status
+    w._handle_custom_msg({"type": "enroll", "name": "zoe", "shots": 4, "consent": "agreed"}, [])
+    assert rec.enrolled == [("zoe", 4, "agreed")] and "zoe" in w.status
+    w._handle_custom_msg({"type": "enroll", "name": " ", "shots": 4, "consent": "agreed"}, [])
     assert "cannot enrol" in w.status
     w.close()
     # the front end ships with the package
     assert "getUserMedia" in str(CameraWidget._esm) and "describeCameraError" in str(CameraWidget._esm)
+    assert "fk-consent" in str(CameraWidget._esm)
     assert ".facekit-camera" in str(CameraWidget._css)
 
 

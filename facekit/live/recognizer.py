@@ -185,16 +185,18 @@ class LiveRecognizer:
         self._since_detect = self._since_scan = 10**9
 
     # -- enrolment ----------------------------------------------------------------------------
-    def start_enrolment(self, name: str, shots: int = 5, every: int = 2) -> None:
+    def start_enrolment(self, name: str, shots: int = 5, every: int = 2, *, consent: str | None = None) -> None:
         """Enrol ``name`` from the next frames: the largest face of every ``every``-th frame with a
         face is embedded until ``shots`` are collected, then :meth:`enrol` is called, so the
-        person is recognised on the very next frame. Progress shows in ``FrameResult.message``."""
+        person is recognised on the very next frame. Progress shows in ``FrameResult.message``.
+        ``consent``: the note stored with the person in ``store`` (the widget asks for consent
+        before the first shot; see notebook A3)."""
         name = _check_name(name)
         if shots < 1:
             raise ValueError(f"shots must be >= 1, got {shots}")
         with self._lock:
             self._enrol = {"name": name, "shots": int(shots), "every": max(1, int(every)),
-                           "embs": [], "seen": 0}
+                           "embs": [], "seen": 0, "consent": consent}
 
     def cancel_enrolment(self) -> None:
         """Stop an enrolment started by :meth:`start_enrolment` (nothing is added)."""
@@ -206,7 +208,7 @@ class LiveRecognizer:
         """Name being enrolled, or None."""
         return None if self._enrol is None else self._enrol["name"]
 
-    def enrol(self, embeddings: np.ndarray, name: str):
+    def enrol(self, embeddings: np.ndarray, name: str, *, consent: str | None = None):
         """Add ``embeddings (N, d)`` of ``name`` to the gallery (a new person or more shots); also to
         ``store`` (one transaction, source "camera") and ``gallery_path`` when set. Returns the
         identifier. A bad name or bad values raise ``ValueError`` before anything is changed."""
@@ -218,7 +220,7 @@ class LiveRecognizer:
             raise ValueError(f"the embeddings of {name!r} hold NaN or inf; nothing was enrolled")
         with self._lock:
             if self.store is not None:  # first: if the store refuses, the gallery stays as it was
-                self.store.add_faces(name, embs, model=self.embedder, sources="camera")
+                self.store.add_faces(name, embs, model=self.embedder, sources="camera", consent=consent)
             if self.identifier is None:
                 self.identifier = FaceIdentifier(threshold=self._threshold).fit(embs, [name] * len(embs))
             else:
@@ -424,7 +426,7 @@ class LiveRecognizer:
         if len(e["embs"]) < e["shots"]:
             return f"enrolling {e['name']}: {len(e['embs'])}/{e['shots']} shots"
         self._enrol = None
-        self.enrol(np.stack(e["embs"]), e["name"])
+        self.enrol(np.stack(e["embs"]), e["name"], consent=e.get("consent"))
         saved = f", gallery saved to {self.gallery_path}" if self.gallery_path is not None else ""
         return f"enrolled {e['name']} ({e['shots']} shots){saved}"
 

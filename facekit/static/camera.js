@@ -101,7 +101,11 @@ function render({ model, el }) {
   enrolBtn.textContent = "Enrol me";
   const shotsLabel = h("span", "fk-shots-label");
   shotsLabel.textContent = " shots ";
-  enrol.append(nameIn, shotsLabel, shotsIn, enrolBtn);
+  const consentLabel = h("label", "fk-consent-label");
+  const consentIn = h("input", "fk-consent", { type: "checkbox", "aria-label": "consent to store this face" });
+  consentLabel.append(consentIn, document.createTextNode(
+    " this person agrees to have their face stored on this computer (it can be forgotten later)"));
+  enrol.append(nameIn, shotsLabel, shotsIn, enrolBtn, consentLabel);
 
   const message = h("div", "fk-message", { role: "alert" });
   const status = h("div", "fk-status");
@@ -335,13 +339,18 @@ function render({ model, el }) {
       showMessage("Type your name first, then press Enrol.", "enrol");
       return;
     }
+    if (!consentIn.checked) {
+      showMessage("Ask first: " + name + " must agree to having their face stored. Tick the consent box, then press Enrol.", "enrol");
+      return;
+    }
     if (!stream) {
       showMessage("Start the camera first: enrolment takes shots from the live video.", "enrol");
       return;
     }
     showMessage("");
     const shots = Math.max(1, parseInt(shotsIn.value || model.get("shots"), 10));
-    model.send({ type: "enroll", name, shots });
+    const consent = "agreed in the webcam widget on " + new Date().toISOString();
+    model.send({ type: "enroll", name, shots, consent });
     status.textContent = "enrolling " + name + ": look at the camera";
   });
 
