@@ -25,16 +25,30 @@ import json
 import os
 import threading
 import warnings
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import numpy as np
 
 from .io import as_rgb
 from .registry import H5_SHA256, MODELS, FetchError, cache_dir, model_path
 
-__all__ = ["Embedder", "get_embedder", "embed", "prewhiten", "fixed_standardize", "onnx_path", "BACKENDS",
-           "PRECISIONS", "EMBED_SIZE", "fingerprint", "weights_sha256", "compile_default", "ort_session", "ort_embed_fn"]
+__all__ = [
+    "BACKENDS",
+    "EMBED_SIZE",
+    "PRECISIONS",
+    "Embedder",
+    "compile_default",
+    "embed",
+    "fingerprint",
+    "fixed_standardize",
+    "get_embedder",
+    "onnx_path",
+    "ort_embed_fn",
+    "ort_session",
+    "prewhiten",
+    "weights_sha256",
+]
 
 EMBED_SIZE = 160  # input side in pixels
 
@@ -168,7 +182,7 @@ def onnx_path(model: str = "facenet128", build: bool = True, keras_model=None, r
     carries the key (weights sha256, export version, code hash), and a file that fails its
     manifest is rebuilt. ``build=False``: only the path. Later processes load it without
     importing TensorFlow."""
-    from .onnxgraph import cached_model, code_hash, EXPORT_VERSION
+    from .onnxgraph import EXPORT_VERSION, cached_model, code_hash
 
     spec = _spec(model)
     stem = f"{model}-{weights_sha256(model)[:12]}-v"
@@ -184,6 +198,8 @@ def onnx_path(model: str = "facenet128", build: bool = True, keras_model=None, r
         return export_onnx(fold_keras_model(km), (EMBED_SIZE, EMBED_SIZE), spec.standardization)
 
     cached_model(path, compiled_key(model), export, ort_embed_fn, rebuild=rebuild, prune=f"{stem}*[0-9a-f].onnx")
+    for legacy in path.parent.glob(f"{model}-{spec.key}-v*.onnx"):  # facekit <= export v1's names
+        legacy.unlink(missing_ok=True)
     return path
 
 
@@ -234,6 +250,10 @@ class Embedder:
 
     def __init__(self, model: str = "facenet128", batch_size: int = 32, backend: str | None = None,
                  keras_model=None, precision: str | None = None):
+        if model.endswith("-int8") and model in MODELS:  # "facenet128-int8": the int8 registry entry
+            if precision not in (None, "int8"):
+                raise ValueError(f"model {model!r} is int8; do not also pass precision={precision!r}")
+            model, precision = model[: -len("-int8")], "int8"
         self.spec = _spec(model)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
@@ -273,6 +293,19 @@ class Embedder:
 
                 self._precision = auto_precision(self.model_name)
         return self._precision
+
+    @property
+    def spec_name(self) -> str:
+        """Registry entry of what this embedder computes: ``model``, or ``model + "-int8"`` at int8
+        (its own calibrated thresholds)."""
+        return f"{self.model_name}-int8" if self.precision == "int8" else self.model_name
+
+    @property
+    def thresholds(self):
+        """The calibrated :class:`facekit.registry.Thresholds` of :attr:`spec_name` (error if none)."""
+        from .registry import thresholds
+
+        return thresholds(self.spec_name)
 
     @property
     def fingerprint(self) -> str:
@@ -332,13 +365,13 @@ class Embedder:
                 path, atol = onnx_path(self.model_name, keras_model=self._model, rebuild=rebuild), 1e-4
             manifest = json.loads(manifest_path(path).read_text())
             batched, single = ort_session(path), ort_session(path, 1)
-            fn = lambda x: batched.run(None, {"crops": x})[0]  # noqa: E731
+            fn = lambda x: batched.run(None, {"crops": x})[0]
             check_session(fn, manifest, atol, path)
             return path, manifest, fn, single
 
         try:
             path, manifest, fn, single = load(False)
-        except Exception as exc:  # noqa: BLE001 - damaged file, or a runtime that cannot load it
+        except Exception as exc:
             if isinstance(exc, (NotImplementedError, ImportError, TypeError, AttributeError, FetchError)):
                 raise  # folding/export failed or a package is missing: not a cache problem
             warnings.warn(f"facekit: the compiled model failed its check ({type(exc).__name__}: {exc}); "
@@ -396,7 +429,7 @@ class Embedder:
         return (compiled(build_graph_fn(graph, winograd_plan(graph, batched=False))),
                 compiled(build_graph_fn(graph, winograd_plan(graph, batched=True))))
 
-    def warmup(self) -> "Embedder":
+    def warmup(self) -> Embedder:
         """Load the model and trace the graph now (first call otherwise pays it)."""
         self.embed(np.zeros((1, EMBED_SIZE, EMBED_SIZE, 3), np.uint8))
         return self
@@ -461,6 +494,6 @@ def embed(crops, model: str = "facenet128", progress: bool = False) -> np.ndarra
     return get_embedder(model).embed(crops, progress=progress)
 
 
-from ._callable import make_module_callable  # noqa: E402
+from ._callable import make_module_callable
 
 make_module_callable(__name__, "embed")  # fk.embed(crops) works even after `import facekit.embed`

@@ -26,15 +26,23 @@ import hashlib
 import json
 import os
 import warnings
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
 from .fastgraph import FoldedGraph
 
-__all__ = ["export_onnx", "OPSET", "EXPORT_VERSION", "code_hash", "test_crops", "cached_model",
-           "check_session", "CacheMismatch"]
+__all__ = [
+    "EXPORT_VERSION",
+    "OPSET",
+    "CacheMismatch",
+    "cached_model",
+    "check_session",
+    "code_hash",
+    "export_onnx",
+    "test_crops",
+]
 
 OPSET = 17
 #: bump when the exported graph's outputs change: part of the cache key and of Embedder.fingerprint
