@@ -1,6 +1,6 @@
 """A fast inference graph for a Keras CNN: same outputs, fewer and cheaper operations.
 
-Taught in notebook 02 (why the embedding is fast). :func:`fold_keras_model` reads a functional
+Taught in appendix A1 (speed) (why the embedding is fast). :func:`fold_keras_model` reads a functional
 Keras model (Conv2D / BatchNormalization / Activation / Lambda / Add / Concatenate / pooling /
 Dense, as in keras-facenet's Inception-ResNet-v1) into a tiny graph of nodes, then
 

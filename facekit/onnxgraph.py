@@ -1,6 +1,6 @@
 """Export a folded graph (:mod:`facekit.fastgraph`) to ONNX, run it with ONNX Runtime.
 
-Taught in notebook 02 (why the embedding is fast). The folded FaceNet graph (BatchNorm and
+Taught in appendix A1 (speed) (why the embedding is fast). The folded FaceNet graph (BatchNorm and
 residual scales folded into the convolutions, 1x1 branches merged) is written as an ONNX model
 in NCHW layout with the input standardisation and the final L2 normalisation inside it, so one
 ``session.run`` maps ``uint8 (N, 160, 160, 3)`` crops to unit-length embeddings. ONNX Runtime's

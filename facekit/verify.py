@@ -181,17 +181,27 @@ class TenFoldResult:
 
     @property
     def std(self) -> float:
-        """Population std over folds (``np.std``, as facenet's and LFW's reports do)."""
+        """Fold-to-fold spread (population ``np.std``, as facenet's ``validate_on_lfw`` prints): the
+        spread of ONE fold's accuracy, not the uncertainty of the mean; see :attr:`sem`."""
         return float(np.std(self.accuracies))
 
+    @property
+    def sem(self) -> float:
+        """Standard error of the mean accuracy (:func:`facekit.stats.standard_error`: sample std /
+        sqrt(K)): what a published "±" such as FaceNet's "99.63% ± 0.09" is."""
+        from .stats import standard_error
+
+        return standard_error(self.accuracies)
+
     def __str__(self) -> str:
-        return (f"LFW-protocol accuracy {100 * self.mean:.2f}% +- {100 * self.std:.2f} over "
+        return (f"LFW-protocol accuracy {100 * self.mean:.2f}% (std {100 * self.std:.2f}, "
+                f"s.e. {100 * self.sem:.2f}) over "
                 f"{len(self.accuracies)} folds ({self.n_pairs} pairs); per-fold thresholds "
                 f"{self.thresholds.min():.3f}..{self.thresholds.max():.3f}; best single threshold "
                 f"{self.threshold:.3f} ({100 * self.threshold_accuracy:.2f}%); AUC {self.auc:.4f}")
 
     def to_dict(self) -> dict:
-        return {"accuracy": self.mean, "std": self.std, "threshold": self.threshold,
+        return {"accuracy": self.mean, "std": self.std, "sem": self.sem, "threshold": self.threshold,
                 "threshold_accuracy": self.threshold_accuracy, "auc": self.auc, "n_pairs": self.n_pairs,
                 "fold_accuracies": [float(a) for a in self.accuracies],
                 "fold_thresholds": [float(t) for t in self.thresholds]}
@@ -201,8 +211,11 @@ def evaluate_10fold(distances: np.ndarray, same: np.ndarray, folds: np.ndarray) 
     """The LFW View 2 protocol: for each fold, pick the threshold on the OTHER folds, test on it.
 
     distances: float (M,) squared L2 of each pair; same: bool (M,); folds: int (M,) fold ids
-    (10 folds for LFW, any number >= 2 works). Reports each fold's accuracy (mean +- std is the
-    figure papers quote), the thresholds used, and the best single threshold over all pairs.
+    (10 folds for LFW, any number >= 2 works). Reports each fold's accuracy, the thresholds used,
+    and the best single threshold over all pairs. Papers quote the mean of the fold accuracies
+    with a "±" that is the STANDARD ERROR of the mean (FaceNet's "99.63% ± 0.09"):
+    ``result.sem`` = sample std / sqrt(K). ``result.std`` is the fold-to-fold (population) std,
+    about sqrt(K) times larger (3.2x for 10 folds): do not compare it with a published "±".
     Taught in notebook 02; ``bench/lfw.py`` runs it on all 6,000 pairs.
     """
     d, s = _check_pairs(distances, same)
