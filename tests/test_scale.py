@@ -60,3 +60,16 @@ def test_ray_equals_local_on_samples_and_lfw(tmp_path, ray_local):
         # the store ingested the shards: every photo cached, a second run does nothing
         again = index_folder_ray(root, ray_store)
         assert again.cached == again.photos and again.indexed == 0
+
+
+def test_embed_actor_threads_equal_its_cpus():
+    """The Embed actor's ONNX Runtime session has intra-op threads = the actor's CPUs, and embeds
+    as the Embedder does."""
+    from facekit.embed import Embedder
+    from facekit.scale import Embed
+
+    actor = Embed(None, 1)
+    crops = np.random.default_rng(0).integers(0, 256, (3, 160, 160, 3), dtype=np.uint8)
+    if actor.session is not None:
+        assert actor.session.get_session_options().intra_op_num_threads == 1
+    np.testing.assert_allclose(actor.embed(crops), Embedder().embed(crops), atol=1e-5, rtol=0)
