@@ -50,12 +50,22 @@ EXPORT_VERSION = 2
 
 
 def code_hash(*extra: str | os.PathLike) -> str:
-    """sha256 (hex, 12 digits) of the source text of fastgraph.py, onnxgraph.py and ``extra``
-    files: any edit of the folding/export code gives new cache keys, so no stale model is used."""
+    """sha256 (hex, 12 digits) of the code of fastgraph.py, onnxgraph.py and ``extra`` files, read
+    as syntax trees without docstrings and comments: any change to what the folding/export code
+    does gives new cache keys (no stale model is used), while editing its documentation does not
+    rebuild every cached model."""
+    import ast
+
     h = hashlib.sha256()
     here = Path(__file__).resolve().parent
     for p in (here / "fastgraph.py", here / "onnxgraph.py", *map(Path, extra)):
-        h.update(Path(p).read_bytes())
+        tree = ast.parse(Path(p).read_text())
+        for node in ast.walk(tree):
+            body = getattr(node, "body", None)
+            if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                    and isinstance(body[0].value, ast.Constant) and isinstance(body[0].value.value, str)):
+                node.body = body[1:] or [ast.Pass()]
+        h.update(ast.dump(tree).encode())
     return h.hexdigest()[:12]
 
 
