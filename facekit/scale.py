@@ -204,8 +204,11 @@ def index_folder_ray(root: str | os.PathLike, store, *, address: str | None = No
                      precision: str | None = None, shards: str | os.PathLike | None = None, progress: bool = True,
                      keep_rows: bool = False, **job) -> IndexReport | tuple[IndexReport, list[dict]]:
     """Index ``root`` into ``store`` with the Ray Data job (see the module docstring): same
-    result as :func:`facekit.scan.index_folder`. ``shards``: where the Parquet shards go (default
-    a temporary folder, removed after ingestion). ``keep_rows``: also return the rows."""
+    result as :func:`facekit.scan.index_folder`. ``root`` may be a local folder or a pyarrow
+    filesystem URI (``s3://bucket/photos``). ``shards``: a folder or URI under which this run's
+    Parquet shards go, in a new ``run-*`` subfolder that is kept (default ``$FACEKIT_SHARDS``, else
+    a temporary folder removed after ingestion; on a multi-node cluster it must be storage every
+    node can write, e.g. ``s3://bucket/facekit-shards``). ``keep_rows``: also return the rows."""
     from .embed import Embedder
 
     t0 = time.perf_counter()
@@ -216,7 +219,8 @@ def index_folder_ray(root: str | os.PathLike, store, *, address: str | None = No
     rows: list[dict] = []
     if todo:
         with tempfile.TemporaryDirectory(prefix="facekit-shards-") as tmp:
-            out = shards or tmp
+            shards = shards or os.environ.get("FACEKIT_SHARDS")
+            out = f"{str(shards).rstrip('/')}/run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" if shards else tmp
             ray_rows(todo, out, model=model, precision=precision, address=address, num_cpus=num_cpus,
                      progress=progress, **job)
             rows = read_shards(out)

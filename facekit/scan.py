@@ -89,6 +89,8 @@ def list_photos(root: str | os.PathLike, recursive: bool = True) -> list[PhotoFi
     Raises FileNotFoundError / NotADirectoryError / PermissionError naming the folder and the fix
     when ``root`` cannot be listed; sub-folders that cannot be listed raise PermissionError too
     (never a silent skip)."""
+    if "://" in str(root):
+        return _list_uri(str(root), recursive)
     root_p = Path(root).expanduser()
     if not root_p.exists():
         raise FileNotFoundError(f"{root_p}: no such folder. Fix: pass the folder that holds your photos")
@@ -112,6 +114,26 @@ def list_photos(root: str | os.PathLike, recursive: bool = True) -> list[PhotoFi
         if not recursive:
             break
     return out
+
+
+def _list_uri(root: str, recursive: bool) -> list[PhotoFile]:
+    """:func:`list_photos` of a pyarrow filesystem URI (``s3://bucket/photos``, ``gs://...``,
+    ``hdfs://host:port/path``, ``file:///path``); paths come back as full URIs."""
+    from pyarrow import fs
+
+    try:
+        filesystem, inner = fs.FileSystem.from_uri(root.rstrip("/"))
+        base = root.rstrip("/")[: len(root.rstrip("/")) - len(inner)]  # "s3://", "hdfs://host:port", ...
+        infos = filesystem.get_file_info(fs.FileSelector(inner, recursive=recursive))
+    except FileNotFoundError:
+        raise FileNotFoundError(f"{root}: no such folder. Fix: pass the folder (prefix) that holds your photos") from None
+    except OSError as exc:
+        raise PermissionError(f"{root}: cannot list it ({exc}). Fix: check the URI and your credentials "
+                              "(AWS_*, GOOGLE_APPLICATION_CREDENTIALS, ...)") from None
+    out = [PhotoFile(base + i.path, int(i.size or 0), int(i.mtime_ns or 0)) for i in infos
+           if i.type == fs.FileType.File and i.base_name.lower().endswith(IMAGE_SUFFIXES)
+           and not any(part.startswith(".") for part in i.path[len(inner):].split("/"))]
+    return sorted(out, key=lambda f: f.path)
 
 
 def decode_photo(data: bytes, path: str, max_side: int | None = 1280) -> tuple[np.ndarray, float]:

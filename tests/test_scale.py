@@ -53,7 +53,10 @@ def test_ray_equals_local_on_samples_and_lfw(tmp_path, ray_local):
         local_store = FaceStore(tmp_path / f"local-{root.name}.sqlite3")
         rep_l, rows_l = run_local(root, local_store, keep_rows=True, progress=False)
         ray_store = FaceStore(tmp_path / f"ray-{root.name}.sqlite3")
-        rep_r, rows_r = index_folder_ray(root, ray_store, keep_rows=True)
+        shards = tmp_path / f"shards-{root.name}"
+        rep_r, rows_r = index_folder_ray(root, ray_store, keep_rows=True, shards=shards)
+        runs = list(shards.glob("run-*"))
+        assert len(runs) == 1 and list(runs[0].glob("*.parquet")), "the shards are kept under shards/run-*"
         assert rep_r.photos == rep_l.photos == len(list_photos(root))
         assert rep_r.faces == rep_l.faces > 0 and rep_r.indexed == rep_l.indexed
         _same_rows(rows_l, rows_r)
@@ -73,3 +76,29 @@ def test_embed_actor_threads_equal_its_cpus():
     if actor.session is not None:
         assert actor.session.get_session_options().intra_op_num_threads == 1
     np.testing.assert_allclose(actor.embed(crops), Embedder().embed(crops), atol=1e-5, rtol=0)
+
+
+def test_photos_under_a_filesystem_uri(tmp_path):
+    """list_photos / the local engine read a pyarrow filesystem URI (file:// here; s3://, gs:// the same way)."""
+    import shutil
+
+    d = tmp_path / "photos"
+    (d / "sub").mkdir(parents=True)
+    (d / ".hidden").mkdir()
+    samples = sorted(celebrity_dir().rglob("*.jpg"))[:3]
+    for i, p in enumerate(samples):
+        shutil.copy(p, d / ("sub" if i else "") / p.name)
+    shutil.copy(samples[0], d / ".hidden" / "skip.jpg")
+    uri = d.resolve().as_uri()
+    files = list_photos(uri)
+    assert [f.path for f in files] == sorted(uri + "/" + str(p.relative_to(d.resolve()))
+                                              for p in (d.resolve() / samples[0].name, *[
+                                                  d.resolve() / "sub" / s.name for s in samples[1:]]))
+    assert [f.size for f in files] == [os.path.getsize(f.path[len("file://"):]) for f in files]
+    rep_u, rows_u = run_local(uri, FaceStore(tmp_path / "u.sqlite3"), keep_rows=True, progress=False)
+    rep_p, rows_p = run_local(d, FaceStore(tmp_path / "p.sqlite3"), keep_rows=True, progress=False)
+    assert rep_u.indexed == rep_p.indexed == 3 and rep_u.faces == rep_p.faces > 0 and not rep_u.failed
+    emb = lambda rows: sorted((r["sha256"], r["face"], tuple(np.round(r["embedding"] or [], 5))) for r in rows)  # noqa: E731
+    assert emb(rows_u) == emb(rows_p)
+    with pytest.raises(FileNotFoundError):
+        list_photos(uri + "/nope")
