@@ -329,8 +329,8 @@ def celebrity_dir() -> Path:
 def fetch_all() -> None:
     """Fetch and verify the model weights and the sample data (everything the series needs
     offline). ``facekit fetch`` (the command) also compiles the embedding network once."""
-    print("facekit: model", model_path())
-    print("facekit: sample data", celebrity_dir())
+    print("facekit: model", model_path(), file=sys.stderr)  # stderr: `facekit fetch --json` keeps stdout pure
+    print("facekit: sample data", celebrity_dir(), file=sys.stderr)
 
 
 if __name__ == "__main__":  # python -m facekit.registry : fetch files only (see `facekit fetch`)
