@@ -288,7 +288,7 @@ def cmd_index(args, out: Outcome) -> int:
         from .scale import index_folder_ray
 
         report = index_folder_ray(args.dir, store, address=args.address, num_cpus=args.num_cpus,
-                                  precision=args.precision, progress=not args.quiet)
+                                  precision=args.precision, shards=args.shards, progress=not args.quiet)
     else:
         from .scan import run_local
 
@@ -399,6 +399,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--engine", choices=("local", "ray"), default="local", help="local (default) or a Ray Data job")
     p.add_argument("--address", default=None, help="Ray cluster address (default: start a local instance)")
     p.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray instance (default: all)")
+    p.add_argument("--shards", default=None, metavar="DIR_OR_URI",
+                   help="where the Ray job's Parquet shards go (a folder every node can write, e.g. "
+                        "s3://bucket/shards; default $FACEKIT_SHARDS, else a temporary folder)")
     p = add("album", cmd_album, "cluster a photo folder by person and export one folder per person")
     p.add_argument("dir", metavar="DIR")
     p.add_argument("--out", required=True, metavar="DEST")
