@@ -262,7 +262,7 @@ class Embedder:
         precision = precision or os.environ.get("FACEKIT_PRECISION") or "fp32"
         if precision not in PRECISIONS:
             raise ValueError(f"unknown precision {precision!r}; choose one of {PRECISIONS}")
-        if precision != "fp32" and backend not in (None, "onnxruntime"):
+        if precision == "int8" and backend not in (None, "onnxruntime"):  # "auto" there means fp32
             raise ValueError(f"precision={precision!r} runs on ONNX Runtime only, not backend={backend!r}")
         self.model_name = model
         self.batch_size = int(batch_size)
