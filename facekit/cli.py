@@ -173,14 +173,14 @@ def cmd_verify(args, out: Outcome) -> int:
     ea, eb = (got[k][0].embedding for k in got)
     d = float(sq_l2(ea[None], eb[None])[0])
     th = args.threshold if args.threshold is not None else _verify_threshold(args)
-    out.rows.append({"a": args.a, "b": args.b, "distance": round(d, 4), "threshold": th, "same": bool(d <= th)})
+    out.rows.append({"a": args.a, "b": args.b, "distance": round(d, 4), "threshold": th, "same": bool(d < th)})
     return out.finish(["a", "b", "distance", "threshold", "same"])
 
 
 def _verify_threshold(args) -> float:
-    from .registry import thresholds
-
-    return thresholds("facenet128-int8" if args.precision == "int8" else "facenet128").verify
+    """The calibrated "same person" cut of the model that embedded (int8 has its own; "auto"
+    resolves to the precision actually used)."""
+    return _embedder(args).thresholds.verify
 
 
 def cmd_enrol(args, out: Outcome) -> int:
