@@ -382,7 +382,8 @@ def main() -> None:
     ap.add_argument("--dev-test", type=int, default=600, help="View 1 DevTest pairs (balanced subset; 1000 = all)")
     ap.add_argument("--levers", choices=("standard", "all"), default="standard",
                     help="'all' adds the detector-normalisation levers (slow: detects every image again) and fuse_clahe_gray")
-    ap.add_argument("--only", nargs="*", help="lever names to run on View 2 without the View 1 selection")
+    ap.add_argument("--only", nargs="*", help="lever names to report on View 2 without the View 1 selection "
+                    "(report only: the default stays)")
     ap.add_argument("--speed", action="store_true", help="only time each lever's embedding cost (bench lock)")
     ap.add_argument("--rounds", type=int, default=5, help="--speed: interleaved rounds")
     ap.add_argument("--faces", type=int, default=64, help="--speed: crops per round")
@@ -421,7 +422,8 @@ def main() -> None:
     gates = {k: dict(robust_up=results[k]["robust_mean_accuracy"] > base["robust_mean_accuracy"],
                      plain_kept=results[k]["lfw_accuracy_full"] >= base["lfw_accuracy_full"] - 0.0005,
                      one_embedding=len(lever_plan(**levers[k]).crop_ops) == 1) for k in results if k != "default"}
-    passing = [k for k, g in gates.items() if all(g.values())]
+    # only a lever View 1 selected can become the default (--only levers are reported, not chosen)
+    passing = [k for k, g in gates.items() if all(g.values()) and k in (selected, single) and not args.only]
     chosen = max(passing, key=lambda k: results[k]["robust_mean_accuracy"]) if passing else "default"
     for k, g in gates.items():
         print(f"default gates for {k}: {g}", flush=True)
