@@ -129,7 +129,7 @@ def _faces(files: list[Path], args, out: Outcome, *, largest: bool = False):
 
 # -- subcommands ---------------------------------------------------------------------------------
 def cmd_fetch(args, out: Outcome) -> int:
-    from .embed import compile_default
+    from .compiled import compile_default
     from .registry import cache_dir, fetch_all
 
     fetch_all()  # model weights + sample photos, sha256-checked

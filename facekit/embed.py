@@ -20,18 +20,18 @@ standardisation and L2 normalisation inside (:mod:`facekit.onnxgraph`, cached as
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import threading
 import warnings
 from collections.abc import Iterable
-from pathlib import Path
 
 import numpy as np
 
 from .io import as_rgb
-from .registry import H5_SHA256, MODELS, FetchError, cache_dir, model_path
+from .compiled import (EMBED_SIZE, GivenModelMismatch, build_keras_model, compile_default, compiled_key,
+                       default_backend, fingerprint, onnx_path, ort_embed_fn, ort_session, spec_of, weights_sha256)
+from .registry import MODELS, FetchError
 
 __all__ = [
     "BACKENDS",
@@ -39,6 +39,7 @@ __all__ = [
     "PRECISIONS",
     "Embedder",
     "compile_default",
+    "compiled_key",
     "embed",
     "fingerprint",
     "fixed_standardize",
@@ -50,7 +51,6 @@ __all__ = [
     "weights_sha256",
 ]
 
-EMBED_SIZE = 160  # input side in pixels
 
 
 def prewhiten(crops: np.ndarray) -> np.ndarray:
@@ -72,152 +72,10 @@ def _standardize(crops: np.ndarray, standardization: str) -> np.ndarray:
     return prewhiten(crops) if standardization == "per_image" else fixed_standardize(crops)
 
 
-class _GivenModelMismatch(ValueError):
-    """``Embedder(keras_model=...)`` got weights other than the registry model's."""
-
-
-def _build_keras_model(name: str):
-    """Build the Keras model for registry entry ``name`` with its weights loaded."""
-    spec = MODELS.get(name)
-    if spec is None:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
-    if spec.source == "sdist":
-        import h5py
-        from keras_facenet.inception_resnet_v1 import InceptionResNetV1
-
-        path = model_path(name)
-        model = InceptionResNetV1(input_shape=(EMBED_SIZE, EMBED_SIZE, 3), classes=spec.dim)
-        with h5py.File(path, "r") as f:
-            saved = {n.decode() if isinstance(n, bytes) else n for n in f["model_weights"].attrs["layer_names"]}
-        missing = [l.name for l in model.layers if l.weights and l.name not in saved]
-        if missing:
-            raise RuntimeError(f"{path} lacks weights for layers {missing[:5]}... (wrong file?)")
-        model.load_weights(str(path), by_name=True)
-        return model
-    # keras-facenet's own releases download from GitHub at run time.
-    try:
-        from keras_facenet import FaceNet
-
-        return FaceNet(key=spec.key).model
-    except Exception as exc:  # urllib errors, hash mismatch, ...
-        raise FetchError(
-            f"Model {name!r} ({spec.description}) downloads its weights from GitHub through "
-            f"keras-facenet, which failed: {type(exc).__name__}: {exc}. "
-            "Fix: connect to the internet once (the weights are then cached in ~/.keras-facenet), "
-            "or use the offline default model 'facenet128'."
-        ) from exc
-
-
 BACKENDS = ("onnxruntime", "tensorflow", "keras")
 #: "fp32" (default), "int8" (:mod:`facekit.quant`, ONNX Runtime only) or "auto" (int8 only where
 #: it was measured faster on this CPU; choosing "auto" is the user's consent to int8)
 PRECISIONS = ("fp32", "int8", "auto")
-
-
-def weights_sha256(model: str = "facenet128") -> str:
-    """sha256 (hex) identifying ``model``'s source weights, known without loading anything: the
-    registered hash of the h5 file for the sdist model; for keras-facenet downloads (whose file
-    hash keras-facenet checks) the hash of the release name."""
-    spec = _spec(model)
-    if spec.source == "sdist":
-        return H5_SHA256
-    return hashlib.sha256(f"keras-facenet:{spec.key}".encode()).hexdigest()
-
-
-def fingerprint(model: str = "facenet128", precision: str = "fp32") -> str:
-    """Identity of the embeddings ``model`` computes at ``precision`` ("fp32" or "int8"), e.g.
-    ``"facenet128/6acdd8fb3a3f/onnx-v2/fp32"``: source weights, export version, precision.
-    Stable across processes and backends (they agree to ~1e-6); stores and caches key on it."""
-    from .onnxgraph import EXPORT_VERSION
-
-    if precision == "int8":
-        from .quant import PRECISION_TAG as tag
-    elif precision == "fp32":
-        tag = "fp32"
-    else:
-        raise ValueError(f"precision must be 'fp32' or 'int8' here, not {precision!r}")
-    return f"{model}/{weights_sha256(model)[:12]}/onnx-v{EXPORT_VERSION}/{tag}"
-
-
-def _spec(model: str):
-    if model not in MODELS:
-        raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
-    return MODELS[model]
-
-
-def compiled_key(model: str = "facenet128") -> dict:
-    """What the compiled float32 model depends on: source weights, export version, code."""
-    from .onnxgraph import EXPORT_VERSION, code_hash
-
-    return {"model": model, "weights_sha256": weights_sha256(model), "export_version": EXPORT_VERSION,
-            "code": code_hash(), "standardization": _spec(model).standardization}
-
-
-def ort_session(path: str | os.PathLike, batch: int | None = None):
-    """An ONNX Runtime CPU session for a compiled model; ``batch`` fixes the batch dimension "N"
-    (one face: ~10 % faster, memory planned once). No busy-waiting between calls: detection
-    shares these cores in the live loop."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    if batch:
-        so.add_free_dimension_override_by_name("N", batch)
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-
-
-def ort_embed_fn(path: str | os.PathLike):
-    """``uint8 crops (N, 160, 160, 3) -> float32 embeddings`` through a new session on ``path``."""
-    sess = ort_session(path)
-    return lambda x: sess.run(None, {"crops": np.ascontiguousarray(x)})[0]
-
-
-def onnx_path(model: str = "facenet128", build: bool = True, keras_model=None, rebuild: bool = False) -> Path:
-    """Cached ONNX file of ``model``'s folded graph (:mod:`facekit.onnxgraph`), built on first
-    use from the Keras weights (needs TensorFlow and ``onnx`` once, ~10 s; ``keras_model``: an
-    already loaded one to fold instead of building another) and stored under
-    ``cache_dir()/compiled`` with a manifest (:func:`facekit.onnxgraph.cached_model`): its name
-    carries the key (weights sha256, export version, code hash), and a file that fails its
-    manifest is rebuilt. ``build=False``: only the path. Later processes load it without
-    importing TensorFlow."""
-    from .onnxgraph import EXPORT_VERSION, cached_model, code_hash
-
-    spec = _spec(model)
-    stem = f"{model}-{weights_sha256(model)[:12]}-v"
-    path = cache_dir() / "compiled" / f"{stem}{EXPORT_VERSION}-{code_hash()}.onnx"
-    if not build:
-        return path
-
-    def export() -> bytes:
-        from .fastgraph import fold_keras_model
-        from .onnxgraph import export_onnx
-
-        km = keras_model if keras_model is not None else _build_keras_model(model)
-        return export_onnx(fold_keras_model(km), (EMBED_SIZE, EMBED_SIZE), spec.standardization)
-
-    cached_model(path, compiled_key(model), export, ort_embed_fn, rebuild=rebuild, prune=f"{stem}*[0-9a-f].onnx")
-    for legacy in path.parent.glob(f"{model}-{spec.key}-v*.onnx"):  # facekit <= export v1's names
-        legacy.unlink(missing_ok=True)
-    return path
-
-
-def compile_default() -> Path | None:
-    """Build (once) and return the default model's compiled ONNX file, or ``None`` when ONNX
-    Runtime is not installed (the TensorFlow backend is used then). Called by
-    ``python -m facekit fetch`` so that a new process embeds without TensorFlow."""
-    if _default_backend() != "onnxruntime":
-        return None
-    return onnx_path()
-
-
-def _default_backend() -> str:
-    try:
-        import onnxruntime  # noqa: F401
-    except ImportError:
-        return "tensorflow"
-    return "onnxruntime"
 
 
 class Embedder:
@@ -254,7 +112,7 @@ class Embedder:
             if precision not in (None, "int8"):
                 raise ValueError(f"model {model!r} is int8; do not also pass precision={precision!r}")
             model, precision = model[: -len("-int8")], "int8"
-        self.spec = _spec(model)
+        self.spec = spec_of(model)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if backend is not None and backend not in BACKENDS:
@@ -266,7 +124,7 @@ class Embedder:
             raise ValueError(f"precision={precision!r} runs on ONNX Runtime only, not backend={backend!r}")
         self.model_name = model
         self.batch_size = int(batch_size)
-        self.backend = backend or _default_backend()
+        self.backend = backend or default_backend()
         self.requested_precision = precision
         self._precision = precision if precision != "auto" else None
         self._model = keras_model
@@ -318,7 +176,7 @@ class Embedder:
         """The underlying Keras model (built on first access; imports TensorFlow)."""
         with self._lock:
             if self._model is None:
-                self._model = _build_keras_model(self.model_name)
+                self._model = build_keras_model(self.model_name)
             return self._model
 
     def folded_graph(self):
@@ -341,7 +199,7 @@ class Embedder:
                     self._fn, self._fn_small = self._onnx_fns(precision)
                     return
                 except (NotImplementedError, AttributeError, TypeError, ValueError, ImportError) as exc:
-                    if precision != "fp32" or isinstance(exc, _GivenModelMismatch):
+                    if precision != "fp32" or isinstance(exc, GivenModelMismatch):
                         raise
                     warnings.warn(f"facekit: cannot compile {self.model_name!r} for ONNX Runtime "
                                   f"({type(exc).__name__}: {exc}); falling back to backend='tensorflow' "
@@ -389,7 +247,7 @@ class Embedder:
                                                   verbose=0), np.float32)
             got /= np.linalg.norm(got, axis=1, keepdims=True)
             if np.abs(got - ref).max() > 1e-3:
-                raise _GivenModelMismatch(
+                raise GivenModelMismatch(
                     f"keras_model does not compute {self.model_name!r}'s embeddings (max difference "
                     f"{np.abs(got - ref).max():.3g} on the test crops). Fix: pass a model with the "
                     f"registry weights of {self.model_name!r}, or use backend='keras' for other weights.")

@@ -133,7 +133,7 @@ def _net_probe(i: int):
     x = (crops.astype(np.float32) - 127.5) / 128.0
 
     def run(path):
-        from .embed import ort_session
+        from .compiled import ort_session
 
         s = ort_session(path)
         return lambda _: np.concatenate([o.reshape(len(x), -1) for o in s.run(None, {"x": x})], 1)
@@ -142,7 +142,7 @@ def _net_probe(i: int):
 
 
 def _ort_net(path: Path):
-    from .embed import ort_session
+    from .compiled import ort_session
 
     sess = ort_session(path)
     names = [o.name for o in sess.get_outputs()]

@@ -172,7 +172,7 @@ def qdq_quantize(fp32_path: Path, reader, exclude: tuple[str, ...] = (), activat
 def _int8_key(model: str) -> dict:
     import onnxruntime
 
-    from .embed import compiled_key
+    from .compiled import compiled_key
     from .registry import SDIST_SHA256
 
     return {**compiled_key(model), "precision": PRECISION_TAG, "method": "static-qdq-u8s8-perchannel-minmax",
@@ -190,7 +190,7 @@ def int8_model_path(model: str = "facenet128", keras_model=None, rebuild: bool =
     truncated or tampered file is rebuilt, never used."""
     if model != "facenet128":
         raise ValueError(f"int8 is calibrated for 'facenet128' only, not {model!r}")
-    from .embed import onnx_path, ort_embed_fn
+    from .compiled import onnx_path, ort_embed_fn
     from .onnxgraph import cached_model
     from .registry import cache_dir
 
@@ -217,7 +217,7 @@ def measure_speed(model: str = "facenet128", batch: int = 32, rounds: int = 5) -
     ``int8_faces_per_s``, ``cpu``...). Builds the int8 model first if needed."""
     import statistics
 
-    from .embed import onnx_path, ort_session
+    from .compiled import onnx_path, ort_session
     from .onnxgraph import test_crops
 
     x = np.resize(test_crops(), (batch, 160, 160, 3))

@@ -75,7 +75,8 @@ def model_fingerprint(model=None) -> str:
     """The string that keys embeddings by model: ``Embedder.fingerprint`` (weights, export and
     precision) for an embedder, :func:`facekit.embed.fingerprint` for a registry name; any other
     string is taken as a fingerprint. ``None`` means the default model, ``"facenet128"``."""
-    from .embed import Embedder, fingerprint
+    from .compiled import fingerprint
+    from .embed import Embedder
     from .registry import MODELS
 
     model = "facenet128" if model is None else model

@@ -97,7 +97,7 @@ class Embed:
 
                 path = int8_model_path(self.emb.model_name)
             else:
-                from .embed import onnx_path
+                from .compiled import onnx_path
 
                 path = onnx_path(self.emb.model_name)
             self.session = ort_session(path, self.threads)

@@ -74,7 +74,7 @@ def test_damaged_or_tampered_onnx_cache_is_rebuilt(embedder, celeb_val, tmp_path
     import facekit.embed as fe
     from facekit.onnxgraph import manifest_path
 
-    monkeypatch.setattr(fe, "cache_dir", lambda: tmp_path)
+    monkeypatch.setenv("FACEKIT_HOME", str(tmp_path))  # a cache of its own (nothing shared is patched)
     crops = celeb_val.crops[:3]
     ref = embedder.embed(crops)
     path = fe.onnx_path(build=False)

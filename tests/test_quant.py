@@ -89,7 +89,6 @@ def test_int8_cache_key_and_tampering(embedder, int8_embedder, celeb_val, tmp_pa
     src = fe.onnx_path(build=False)
     for f in (src, manifest_path(src), real / "compiled" / f"calibration-{fq.CALIBRATION}.npy"):
         (tmp_path / "compiled" / f.name).symlink_to(f)
-    monkeypatch.setattr(fe, "cache_dir", lambda: tmp_path)
     monkeypatch.setenv("FACEKIT_HOME", str(tmp_path))
     crops = celeb_val.crops[:4]
     ref = int8_embedder.embed(crops)
