@@ -12,8 +12,10 @@ times more int8 multiply-adds per cycle. This module:
   :func:`calibration_crops`. Dynamic quantisation was tried and rejected (``bench/quant.py``
   numbers in the README): ONNX Runtime runs its ``ConvInteger`` without the fused kernels, so it
   is slower than float32, while static QDQ convolutions become fused ``QLinearConv`` kernels;
-  int8 activations (s8s8) were also slower than uint8 (u8s8) here. Keeping the first
-  convolution and the last linear layer in float32 was measured too (see :data:`EXCLUDE`);
+  int8 activations (s8s8) were also slower than uint8 (u8s8) here. The first convolution (it
+  sees raw standardised pixels) and the last linear layer (the 128-D embedding itself) stay in
+  float32 (:data:`EXCLUDE`): on LFW View 2 that moved int8 from 99.20% to 99.32% (float32
+  99.38%) at the same speed, since both layers are a tiny share of the multiply-adds;
 - :func:`auto_precision` decides ``Embedder(precision="auto")``: int8 only where it was
   measured faster on this CPU (measured once, cached in ``cache_dir()/compiled/speed-*.json``).
 
@@ -52,11 +54,11 @@ __all__ = [
 
 #: the int8 recipe's name in fingerprints and cache keys; bump when this module's recipe changes
 #: (the float32 model's own key already covers the folding/export code)
-PRECISION_TAG = "int8-qdq1"
+PRECISION_TAG = "int8-qdq2"
 #: the documented calibration set: sample training photos' largest-face crops + mirror images
 CALIBRATION = "5celeb-train+mirror"
 #: layers kept in float32 (by node name = Keras layer name); see the module docstring
-EXCLUDE: tuple[str, ...] = ()
+EXCLUDE: tuple[str, ...] = ("Conv2d_1a_3x3", "Bottleneck")
 #: a loaded int8 model must reproduce its manifest's test embeddings to this (max abs). On one
 #: machine the int8 kernels are deterministic (~1e-7); zeroing 4 KB of weights moves them ~7e-3;
 #: another CPU's kernels may differ slightly, which costs one rebuild there, never a wrong answer

@@ -54,7 +54,7 @@ def test_int8_embeddings_match_float32(embedder, int8_embedder, celeb_val, celeb
     single = np.concatenate([int8_embedder.embed(crops[i:i + 1]) for i in range(3)])  # latency session
     assert np.abs(single - q[:3]).max() < 1e-3
     assert int8_embedder.precision == "int8"
-    assert int8_embedder.fingerprint != embedder.fingerprint and int8_embedder.fingerprint.endswith("int8-qdq1")
+    assert int8_embedder.fingerprint != embedder.fingerprint and int8_embedder.fingerprint.endswith("int8-qdq2")
 
 
 def test_int8_verification_on_sample_pairs(embedder, int8_embedder, celeb_train, celeb_val):
