@@ -68,6 +68,30 @@ class FoldedGraph:
         self.order.remove(name)
 
 
+def _connections(model) -> tuple[dict[str, list[str]], str]:
+    """``({layer: names of the layers feeding it, in call order}, output layer name)`` from the
+    model's public ``get_config()`` (Keras 3 serialises each input tensor with its
+    ``keras_history``), instead of Keras' private node objects."""
+    def walk(o, out: list[str]) -> list[str]:
+        if isinstance(o, dict):
+            conf = o.get("config")
+            if o.get("class_name") == "__keras_tensor__" and isinstance(conf, dict) and conf.get("keras_history"):
+                out.append(conf["keras_history"][0])
+                return out
+            for v in o.values():
+                walk(v, out)
+        elif isinstance(o, (list, tuple)):
+            for v in o:
+                walk(v, out)
+        return out
+
+    cfg = model.get_config()
+    inputs_of = {lc["name"]: walk(lc["inbound_nodes"][0], []) if lc.get("inbound_nodes") else []
+                 for lc in cfg["layers"]}
+    outs = cfg["output_layers"]
+    return inputs_of, outs[0] if isinstance(outs[0], str) else outs[0][0]
+
+
 def _parse(model) -> FoldedGraph:
     """Read a functional Keras model into float64 nodes (weights copied, nothing folded yet)."""
     import keras
@@ -75,9 +99,9 @@ def _parse(model) -> FoldedGraph:
     L = keras.layers
     nodes: dict[str, Node] = {}
     order: list[str] = []
+    inputs_of, output_name = _connections(model)
     for layer in model.layers:
-        inbound = layer._inbound_nodes[0].input_tensors if layer._inbound_nodes else []
-        ins = [t._keras_history[0].name for t in keras.tree.flatten(inbound)]
+        ins = inputs_of.get(layer.name, [])
         a: dict = {}
         if isinstance(layer, L.InputLayer):
             kind = "input"
@@ -136,7 +160,7 @@ def _parse(model) -> FoldedGraph:
         order.append(layer.name)
     if len(model.outputs) != 1:
         raise NotImplementedError("only single-output models are folded")
-    return FoldedGraph(nodes, order, model.outputs[0]._keras_history[0].name)
+    return FoldedGraph(nodes, order, output_name)
 
 
 def fold_keras_model(model, merge_1x1: bool = True) -> FoldedGraph:

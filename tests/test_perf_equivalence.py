@@ -111,7 +111,7 @@ def test_onnx_falls_back_when_folding_fails(embedder, celeb_val, tmp_path, monke
 
     import facekit.embed as fe
 
-    monkeypatch.setattr(fe, "cache_dir", lambda: tmp_path)
+    monkeypatch.setenv("FACEKIT_HOME", str(tmp_path))
     km = embedder.keras_model
     inp = keras.Input((160, 160, 3))
     odd = keras.Model(inp, keras.layers.Lambda(lambda t: t * 1.0, name="mystery")(km(inp)))
