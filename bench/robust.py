@@ -48,7 +48,6 @@ table (``view1``), ``view1_selected`` and the View 2 figures of every lever run 
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import statistics
@@ -62,13 +61,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import numpy as np  # noqa: E402
 
 from facekit.align import DEFAULT_MARGIN, align_face  # noqa: E402
-from facekit.datasets import lfw_pairs  # noqa: E402
 from facekit.detect import Face  # noqa: E402
 from facekit.io import load_image  # noqa: E402
+from facekit.lfw import LFW_FALLBACK_BOX, RowTable, detect_lfw, embed_lfw, lfw_pairs, lfw_subset, pick_subject, rel_key, settings_key  # noqa: E402,E501
 from facekit.photometric import TRANSFORMS, apply_crop_op, fuse_unit, normalize, photometric_transform  # noqa: E402
 from facekit.pipeline import lever_plan  # noqa: E402
-from facekit.verify import (LFW_FALLBACK_BOX, accuracy_at, best_threshold, detect_lfw, embed_lfw,  # noqa: E402
-                            evaluate_10fold, lfw_subset, pick_subject, sq_l2)
+from facekit.verify import accuracy_at, best_threshold, evaluate_10fold, sq_l2  # noqa: E402
 
 SEED = 0
 LFW_PLAIN_FULL = 0.9938  # today's pipeline on all 6,000 View 2 pairs (bench/lfw.py)
@@ -91,52 +89,14 @@ MORE_LEVERS = {  # --levers all: each needs a pass the others do not share (dete
 }
 
 
-def _rel(path: str) -> str:
-    p = Path(path)
-    return f"{p.parent.name}/{p.name}"
+def Table(name: str, settings: dict) -> RowTable:
+    """The on-disk ``{name: float32 row}`` table of these settings under ``cache_dir()/robust``:
+    facekit's LFW cache table (merged under a file lock on save, replaced atomically)."""
+    from facekit.registry import cache_dir
 
-
-def _key(settings: dict) -> str:
-    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
-
-
-class Table:
-    """A ``{name: float32 row}`` table in one npz file. Saving merges what another process wrote
-    meanwhile (under a file lock) and replaces the file atomically, so two runs (e.g. View 1 and
-    View 2 at once) never drop each other's rows."""
-
-    def __init__(self, name: str, settings: dict):
-        from facekit.registry import cache_dir
-
-        d = cache_dir() / "robust"
-        d.mkdir(parents=True, exist_ok=True)
-        self.path = d / f"{name}-{_key(settings)}.npz"
-        self.settings = settings
-        self.rows: dict[str, np.ndarray] = {}
-        self._load()
-
-    def _load(self) -> None:
-        if self.path.is_file():
-            try:
-                with np.load(self.path, allow_pickle=False) as z:
-                    for n, r in zip(z["names"].tolist(), z["rows"]):
-                        self.rows.setdefault(n, r)
-            except Exception:  # damaged: recomputed, never trusted
-                pass
-
-    def save(self) -> None:
-        import fcntl
-
-        if not self.rows:
-            return
-        with open(self.path.with_suffix(".lock"), "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            self._load()
-            names = sorted(self.rows)
-            tmp = self.path.with_suffix(f".{os.getpid()}.tmp.npz")
-            np.savez(tmp, names=np.asarray(names, dtype=str), rows=np.stack([self.rows[n] for n in names]))
-            os.replace(tmp, self.path)
-            self.path.with_suffix(".json").write_text(json.dumps(self.settings, indent=1))
+    d = cache_dir() / "robust"
+    d.mkdir(parents=True, exist_ok=True)
+    return RowTable(d / f"{name}-{settings_key(settings)}.npz", settings)
 
 
 class Bench:
@@ -154,7 +114,7 @@ class Bench:
         self._tables: dict[str, Table] = {}
 
     def _table(self, name: str, settings: dict) -> Table:
-        k = name + _key(settings)
+        k = name + settings_key(settings)
         if k not in self._tables:
             self._tables[k] = Table(name, settings)
         return self._tables[k]
@@ -164,7 +124,7 @@ class Bench:
         img = load_image(path)
         h, w = img.shape[:2]
         box = np.asarray(LFW_FALLBACK_BOX) * np.asarray([w, h, w, h]) / 250.0
-        return photometric_transform(img, transform, seed=SEED, key=_rel(path), box=box)
+        return photometric_transform(img, transform, seed=SEED, key=rel_key(path), box=box)
 
     # -- detection -------------------------------------------------------------------------
     def faces(self, paths: list[str], transform: str, det_norm: str | None) -> dict[str, list[Face]]:
@@ -172,7 +132,7 @@ class Bench:
         if transform == "none" and det_norm is None:
             return detect_lfw(paths, detector=self.det, progress=self.progress)
         t = self._table("det", {"transform": transform, "seed": SEED, "detect_with": det_norm, **self.det_settings})
-        todo = list(dict.fromkeys(p for p in paths if _rel(p) not in t.rows))
+        todo = list(dict.fromkeys(p for p in paths if rel_key(p) not in t.rows))
         if todo:
             from tqdm.auto import tqdm
 
@@ -184,7 +144,7 @@ class Bench:
                     row = np.full((4, 15), np.nan, np.float32)
                     for j, f in enumerate(sorted(fs, key=lambda f: -f.confidence)[:4]):
                         row[j, :4], row[j, 4], row[j, 5:] = f.box, f.confidence, f.landmarks.ravel()
-                    t.rows[_rel(p)] = row.ravel()
+                    t.rows[rel_key(p)] = row.ravel()
                 if (i // 32) % 16 == 15:
                     t.save()
                 bar.update(len(chunk))
@@ -193,7 +153,7 @@ class Bench:
         out = {}
         for p in paths:
             out[p] = [Face(box=r[:4].copy(), landmarks=r[5:].reshape(5, 2).copy(), confidence=float(r[4]))
-                      for r in t.rows[_rel(p)].reshape(4, 15) if not np.isnan(r[4])]
+                      for r in t.rows[rel_key(p)].reshape(4, 15) if not np.isnan(r[4])]
         return out
 
     def subjects(self, paths: list[str], transform: str, plan) -> tuple[dict[str, Face], list[str]]:
@@ -222,7 +182,7 @@ class Bench:
             idx = {p: i for i, p in enumerate(uniq)}
             return e[[idx[p] for p in paths]], nf  # bench/lfw.py's cache: same pipeline, same rows
         chosen, misses = self.subjects(uniq, transform, plan)
-        keys = {p: _rel(p) + "#" + ",".join(f"{v:.2f}" for v in np.concatenate([chosen[p].box, chosen[p].landmarks[:2].ravel()]))
+        keys = {p: rel_key(p) + "#" + ",".join(f"{v:.2f}" for v in np.concatenate([chosen[p].box, chosen[p].landmarks[:2].ravel()]))
                 for p in uniq}
         tabs = {op: self._table("emb", {"transform": transform, "seed": SEED, "op": op, "model": self.model,
                                          "margin": DEFAULT_MARGIN, "rotate": True}) for op in plan.crop_ops}
@@ -378,8 +338,8 @@ def speed(levers: dict, rounds: int = 5, faces: int = 64) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--per-fold", type=int, default=200, help="View 2 pairs per fold (even; 600 = all 6,000)")
-    ap.add_argument("--dev-train", type=int, default=300, help="View 1 DevTrain pairs (balanced subset; 2200 = all)")
-    ap.add_argument("--dev-test", type=int, default=600, help="View 1 DevTest pairs (balanced subset; 1000 = all)")
+    ap.add_argument("--dev-train", type=int, default=200, help="View 1 DevTrain pairs (balanced subset; 2200 = all)")
+    ap.add_argument("--dev-test", type=int, default=400, help="View 1 DevTest pairs (balanced subset; 1000 = all)")
     ap.add_argument("--levers", choices=("standard", "all"), default="standard",
                     help="'all' adds the detector-normalisation levers (slow: detects every image again) and fuse_clahe_gray")
     ap.add_argument("--only", nargs="*", help="lever names to report on View 2 without the View 1 selection "
