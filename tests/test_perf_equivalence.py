@@ -229,14 +229,9 @@ def test_fast_detector_agrees_with_mtcnn(sample_photos, detector):
 
 
 def _frame(img, w=640, h=480):
-    import cv2
+    from facekit.mtcnn_int8 import letterbox_frame  # the webcam-sized test frame bench/quant.py uses too
 
-    s = min(w / img.shape[1], h / img.shape[0])
-    r = cv2.resize(img, (round(img.shape[1] * s), round(img.shape[0] * s)), interpolation=cv2.INTER_AREA)
-    out = np.zeros((h, w, 3), np.uint8)
-    y0, x0 = (h - r.shape[0]) // 2, (w - r.shape[1]) // 2
-    out[y0:y0 + r.shape[0], x0:x0 + r.shape[1]] = r
-    return out
+    return letterbox_frame(img, w, h)
 
 
 @pytest.mark.parametrize("min_face_size", [12, 20, 40, 80, 160, 479, 480, 2000])
