@@ -65,30 +65,11 @@ from facekit.detect import Face  # noqa: E402
 from facekit.io import load_image  # noqa: E402
 from facekit.lfw import LFW_FALLBACK_BOX, RowTable, detect_lfw, embed_lfw, lfw_pairs, lfw_subset, pick_subject, rel_key, settings_key  # noqa: E402,E501
 from facekit.photometric import TRANSFORMS, apply_crop_op, fuse_unit, normalize, photometric_transform  # noqa: E402
-from facekit.pipeline import lever_plan  # noqa: E402
+from facekit.pipeline import LEVERS, MORE_LEVERS, lever_plan  # noqa: E402
 from facekit.verify import accuracy_at, best_threshold, evaluate_10fold, sq_l2  # noqa: E402
 
 SEED = 0
 LFW_PLAIN_FULL = 0.9938  # today's pipeline on all 6,000 View 2 pairs (bench/lfw.py)
-#: name -> facekit.extract_faces options; "default" is today's pipeline
-LEVERS = {
-    "default": {},
-    "clahe": dict(normalize="clahe"),
-    "tan_triggs": dict(normalize="tan_triggs"),
-    "fuse_clahe": dict(normalize="clahe", fuse=True),
-    "fuse_tan_triggs": dict(normalize="tan_triggs", fuse=True),
-    "gray_consistent": dict(gray_consistent=True),
-    "gray_only": dict(gray_consistent="gray"),
-    "retry_clahe": dict(retry_normalized=True),
-    "fuse_clahe_retry": dict(normalize="clahe", fuse=True, retry_normalized=True),
-}
-MORE_LEVERS = {  # --levers all: each needs a pass the others do not share (detection / grey CLAHE crop)
-    "fuse_clahe_gray": dict(normalize="clahe", fuse=True, gray_consistent=True),
-    "detect_clahe": dict(normalize="clahe", normalize_for="detector"),
-    "both_clahe": dict(normalize="clahe", normalize_for="both"),
-}
-
-
 def Table(name: str, settings: dict) -> RowTable:
     """The on-disk ``{name: float32 row}`` table of these settings under ``cache_dir()/robust``:
     facekit's LFW cache table (merged under a file lock on save, replaced atomically)."""

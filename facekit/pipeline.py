@@ -17,10 +17,31 @@ from .embed import Embedder, get_embedder
 from .io import as_rgb, load_image
 from .photometric import NORMALIZATIONS, apply_crop_op, crop_ops, fuse_unit, normalize as normalize_image
 
-__all__ = ["FaceEmbedding", "extract_faces", "largest_face", "NORMALIZE_FOR", "LeverPlan", "lever_plan"]
+__all__ = ["FaceEmbedding", "extract_faces", "largest_face", "NORMALIZE_FOR", "LeverPlan", "lever_plan", "LEVERS",
+           "MORE_LEVERS"]
 
 #: Where ``extract_faces(normalize=...)`` applies the normalisation.
 NORMALIZE_FOR = ("embedder", "detector", "both")
+
+#: The named hard-light levers (appendix A2, ``bench/robust.py``): name -> ``extract_faces`` options;
+#: "default" is today's pipeline
+LEVERS = {
+    "default": {},
+    "clahe": dict(normalize="clahe"),
+    "tan_triggs": dict(normalize="tan_triggs"),
+    "fuse_clahe": dict(normalize="clahe", fuse=True),
+    "fuse_tan_triggs": dict(normalize="tan_triggs", fuse=True),
+    "gray_consistent": dict(gray_consistent=True),
+    "gray_only": dict(gray_consistent="gray"),
+    "retry_clahe": dict(retry_normalized=True),
+    "fuse_clahe_retry": dict(normalize="clahe", fuse=True, retry_normalized=True),
+}
+#: ``bench/robust.py --levers all`` adds these:
+MORE_LEVERS = {  # each needs a pass the others do not share (detection / grey CLAHE crop)
+    "fuse_clahe_gray": dict(normalize="clahe", fuse=True, gray_consistent=True),
+    "detect_clahe": dict(normalize="clahe", normalize_for="detector"),
+    "both_clahe": dict(normalize="clahe", normalize_for="both"),
+}
 
 
 @dataclass(frozen=True)

@@ -11,22 +11,13 @@ import pytest
 
 import facekit as fk
 from facekit import photometric as ph
+from facekit import pipeline as P
 from facekit.pipeline import lever_plan
 
 FACE = "train/ben_afflek/httpcsvkmeuaeccjpg.jpg"
 
-LEVERS = {
-    "clahe": dict(normalize="clahe"),
-    "tan_triggs": dict(normalize="tan_triggs"),
-    "fuse_clahe": dict(normalize="clahe", fuse=True),
-    "fuse_tan_triggs": dict(normalize="tan_triggs", fuse=True),
-    "gray_consistent": dict(gray_consistent=True),
-    "gray_only": dict(gray_consistent="gray"),
-    "retry_clahe": dict(retry_normalized=True),
-    "detect_clahe": dict(normalize="clahe", normalize_for="detector"),
-    "both_clahe": dict(normalize="clahe", normalize_for="both"),
-    "fuse_clahe_gray_retry": dict(normalize="clahe", fuse=True, gray_consistent=True, retry_normalized="clahe"),
-}
+LEVERS = {**{k: v for k, v in P.LEVERS.items() if k != "default"}, **P.MORE_LEVERS,
+          "fuse_clahe_gray_retry": dict(normalize="clahe", fuse=True, gray_consistent=True, retry_normalized="clahe")}
 
 
 @pytest.fixture(scope="module")
