@@ -139,10 +139,7 @@ class LiveRecognizer:
         own = gallery_threshold(self.identifier)
         if own is not None:
             return own
-        from ..registry import model_spec
-
-        model = getattr(self._embedder, "model_name", None) or "facenet128"
-        return float(model_spec(model).require_thresholds().unknown)
+        return float(self.embedder.thresholds.unknown)  # the model's own (int8 has its own); no model load
 
     @threshold.setter
     def threshold(self, value: float | None) -> None:
