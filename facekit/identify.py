@@ -63,7 +63,8 @@ def default_threshold(model: str | None = None) -> float:
     fingerprint starting with one (``"facenet128/..."``); :data:`DEFAULT_THRESHOLD` for None."""
     if model is None:
         return DEFAULT_THRESHOLD
-    name = str(model).split("/", 1)[0]
+    parts = str(model).split("/")
+    name = parts[0] + ("-int8" if len(parts) > 1 and parts[-1].startswith("int8") else "")  # int8 has its own
     try:
         return float(model_spec(name).require_thresholds().unknown)
     except ValueError as exc:
