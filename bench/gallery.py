@@ -19,12 +19,16 @@ mean same-person and different-person squared distances equal LFW's; the bench p
 distance distributions by quantile, plus the rate of different-person pairs under the
 verification threshold (1.22), for LFW and the synthetic set, so the match can be checked.
 
-Per gallery size: exact search (numpy, :func:`facekit.index.exact_search`) is the ground truth;
-FAISS HNSW (:class:`facekit.index.GalleryIndex`, M=32) at several ``efSearch``; IVF-Flat (faiss
-directly, 4 sqrt(N) lists) up to ``--ivf-max`` faces for the comparison. Reported per setting:
-``recall_at_1`` = rank-1 identification rate (the nearest face is the query's person) as a share
-of exact search's, ``top1_agreement`` = share of queries whose nearest face is exact's (or at an
-equal distance), p50/p99 latency of one query, build seconds and index memory. Take the bench lock (``mkdir /tmp/fk-locks/bench``) before timing.
+Per gallery size: exact search (numpy, :func:`facekit.index.exact_search`: one matrix-vector
+product and an ``argmax`` for k = 1) is the ground truth and the speed baseline; facekit's choice,
+:class:`facekit.index.GalleryIndex` (FAISS ``OPQ32,IVF,PQ32x4fs,RFlat``, see facekit/index.py), at
+its default ``nprobe`` and a few others; and FAISS HNSW (``IndexHNSWFlat``, M=32, efConstruction
+40, faiss directly) at several ``efSearch`` up to ``--hnsw-max`` faces, for the comparison that
+argues the choice. Reported per setting: ``recall_at_1`` = rank-1 identification rate (the nearest
+face is the query's person) as a share of exact search's, ``top1_agreement`` = share of queries
+whose nearest face is exact's (or at an equal distance), p50/p99 latency of one query (through
+``GalleryIndex.search``, so its Python overhead is included), build seconds and index memory.
+Take the bench lock (``mkdir /tmp/fk-locks/bench``) before timing.
 
 Last line: one JSON object (keys ``recall_at_1_1m``, ``p99_ms_1m``, ``speedup_vs_exact_1m``,
 ``memory_gb_1m``, ...).
@@ -42,9 +46,9 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-from facekit.index import EF_CONSTRUCTION, EF_SEARCH, HNSW_M, GalleryIndex, exact_search  # noqa: E402
+from facekit.index import GalleryIndex, exact_search
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -130,6 +134,13 @@ class Synth:
             self.s_b *= (diff_target / d.mean()) ** 1.5
 
 
+def faiss_one(nq: int):
+    """FAISS threads for a search of ``nq`` queries: one for a single query, all for batches."""
+    from facekit.index import SERIAL_QUERIES, cpu_count, faiss_threads
+
+    return faiss_threads(1 if nq <= SERIAL_QUERIES else cpu_count())
+
+
 def latencies(fn, queries: np.ndarray, n: int) -> np.ndarray:
     """Milliseconds of ``fn(one query)`` for the first ``n`` queries (after one warm-up)."""
     fn(queries[:1])
@@ -150,18 +161,35 @@ def recall(ids: np.ndarray, dist: np.ndarray, ex_ids: np.ndarray, ex_dist: np.nd
     return float(np.mean((ids[:, 0] == ex_ids[:, 0]) | (np.abs(dist[:, 0] - ex_dist[:, 0]) <= 1e-5)))
 
 
+def measure(name: str, search, key: str | None, ctx: dict, fig: dict, queries: np.ndarray, args) -> None:
+    """Recall, agreement and one-query latency of ``search`` (queries -> (distances, rows)) against
+    exact search (``ctx``); stored in ``fig`` under ``key`` (None: the headline keys)."""
+    d, i = search(queries)
+    rec = recall(i, d, ctx["ex_i"], ctx["ex_d"])
+    acc = float(np.mean(ctx["g_lab"][np.maximum(i[:, 0], 0)] == ctx["q_lab"])) / ctx["acc_exact"]
+    lat = latencies(search, queries, args.latency_queries)
+    sp = float(np.median(ctx["lat_ex"]) / np.median(lat))
+    print(f"    {name:18s}: recall@1 {acc:.4f} of exact  top-1 = exact's {rec:.4f}  p50/p99 {ms(lat)} ms  "
+          f"speedup {sp:.0f}x", flush=True)
+    tag, pre = ctx["tag"], f"{key}_" if key else ""
+    fig[f"{pre}recall_at_1_{tag}"], fig[f"{pre}top1_agreement_{tag}"] = round(acc, 4), round(rec, 4)
+    fig[f"{pre}p50_ms_{tag}"], fig[f"{pre}p99_ms_{tag}"] = ms(lat)
+    fig[f"{pre}speedup_vs_exact_{tag}"] = round(sp, 1)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="10000,100000,1000000")
     ap.add_argument("--queries", type=int, default=1000)
     ap.add_argument("--latency-queries", type=int, default=300, help="single-query timings per setting")
-    ap.add_argument("--efs", default="32,64,128", help="HNSW efSearch values to measure")
-    ap.add_argument("--ivf-max", type=int, default=100_000, help="largest gallery that IVF is compared on")
+    ap.add_argument("--nprobes", default="0.5,0.75,1,1.5", help="nprobe values measured, as multiples of the default")
+    ap.add_argument("--efs", default="64,128", help="HNSW efSearch values measured (the comparison)")
+    ap.add_argument("--hnsw-max", type=int, default=1_000_000, help="largest gallery HNSW is compared on")
     args = ap.parse_args()
     import faiss
 
     rng = np.random.default_rng(0)
-    fig: dict = {"threads": faiss.omp_get_max_threads(), "hnsw_m": HNSW_M, "ef_search": EF_SEARCH}
+    fig: dict = {"threads": faiss.omp_get_max_threads()}
     x, labels = lfw_embeddings()
     print(f"LFW View 2: {len(x)} embeddings of {len(set(labels))} people")
 
@@ -190,78 +218,65 @@ def main() -> None:
     queries, q_lab = x[q_rows], labels[q_rows]
     print(f"{len(queries)} queries; {len(g_rows)} real LFW gallery faces (their mates included)")
 
-    sizes = [int(s) for s in args.sizes.split(",")]
-    efs = sorted({int(p) for p in args.efs.split(",")} | {EF_SEARCH})
-    for n in sizes:
+    for n in [int(s) for s in args.sizes.split(",")]:
         tag = f"{n // 1000}k" if n < 1_000_000 else f"{n // 1_000_000}m"
         n_syn = max(0, n - len(g_rows))
         xd, _ = synth.draw(n_syn, rng)
         gallery = np.concatenate([x[g_rows], xd])
         g_lab = np.concatenate([labels[g_rows], np.full(n_syn, "~synthetic")])
-        ids = np.arange(len(gallery), dtype=np.int64)
         del xd
         print(f"\n== gallery {len(gallery):,} faces ({len(g_rows)} LFW + {n_syn:,} synthetic) ==")
         t = time.perf_counter()
         ex_d, ex_i = exact_search(gallery, queries, 1, chunk=32)
         t_ex_all = time.perf_counter() - t
         acc_exact = float(np.mean(g_lab[ex_i[:, 0]] == q_lab))
-        lat_ex = latencies(lambda q: exact_search(gallery, q, 1), queries, min(args.latency_queries, 100))
+        lat_ex = latencies(lambda q, g=gallery: exact_search(g, q, 1), queries, min(args.latency_queries, 100))
         print(f"  exact (numpy)      accuracy {acc_exact:.4f}  p50/p99 {ms(lat_ex)} ms  "
               f"(all {len(queries)} queries batched: {t_ex_all:.1f} s)")
         fig[f"exact_p50_ms_{tag}"], fig[f"exact_p99_ms_{tag}"] = ms(lat_ex)
         fig[f"identification_accuracy_exact_{tag}"] = round(acc_exact, 4)
 
-        # FAISS HNSW through facekit's index (the choice), at several efSearch
+        ctx = {"ex_i": ex_i, "ex_d": ex_d, "g_lab": g_lab, "q_lab": q_lab, "lat_ex": lat_ex, "acc_exact": acc_exact, "tag": tag}
+
+        # facekit's choice, through GalleryIndex (training, adding and searching as facekit does)
         r0 = rss_bytes()
         t = time.perf_counter()
         index = GalleryIndex(gallery.shape[1], exact_max=0)
-        index.add(gallery, ids, g_lab.tolist() if n <= 100_000 else "x")
+        index.add(gallery, np.arange(len(gallery)), g_lab.tolist() if n <= 100_000 else "x")
         t_build = time.perf_counter() - t
         mem = max(index.memory_bytes(), rss_bytes() - r0)
-        print(f"  HNSW{HNSW_M} efC={EF_CONSTRUCTION}  build {t_build:.1f} s, memory {mem / 1e9:.3f} GB")
+        default = index.nprobe
+        print(f"  {index.description}  build {t_build:.1f} s, memory {mem / 1e9:.3f} GB", flush=True)
+        fig[f"index_{tag}"] = index.description
         fig[f"build_s_{tag}"], fig[f"memory_gb_{tag}"] = round(t_build, 2), round(mem / 1e9, 3)
-        for ef in efs:
-            index.ef_search = ef
-            d, i = index.search(queries, 1)
-            rec = recall(i, d, ex_i, ex_d)
-            acc = float(np.mean(g_lab[np.maximum(i[:, 0], 0)] == q_lab))
-            lat = latencies(lambda q: index.search(q, 1), queries, args.latency_queries)
-            sp = float(np.median(lat_ex) / np.median(lat))
-            print(f"    efSearch {ef:3d}: top-1 = exact's {rec:.4f}  accuracy {acc:.4f} ({acc / acc_exact:.4f} of "
-                  f"exact)  p50/p99 {ms(lat)} ms  speedup {sp:.0f}x")
-            fig[f"hnsw_ef{ef}_top1_agreement_{tag}"] = round(rec, 4)
-            fig[f"hnsw_ef{ef}_recall_ratio_{tag}"] = round(acc / acc_exact, 4)
-            fig[f"hnsw_ef{ef}_p99_ms_{tag}"] = ms(lat)[1]
-            if ef == EF_SEARCH:
-                fig[f"recall_at_1_{tag}"] = round(acc / acc_exact, 4)
-                fig[f"top1_agreement_{tag}"] = round(rec, 4)
-                fig[f"p50_ms_{tag}"], fig[f"p99_ms_{tag}"] = ms(lat)
-                fig[f"speedup_vs_exact_{tag}"] = round(sp, 1)
+        for mult in sorted({float(m) for m in args.nprobes.split(",")} | {1.0}):
+            index.nprobe = max(1, round(default * mult))
+            measure(f"nprobe {index.nprobe}", lambda q, ix=index: ix.search(q, 1),
+                    None if mult == 1.0 else f"ivf_nprobe{index.nprobe}", ctx, fig, queries, args)
+        index.nprobe = default
         del index
 
-        # IVF-Flat for the comparison (faiss directly: facekit does not use it, see facekit/index.py)
-        if n <= args.ivf_max:
-            nlist = int(2 ** round(np.log2(4 * np.sqrt(n))))
+        # HNSW for the comparison (faiss directly: facekit does not use it, see facekit/index.py)
+        if n <= args.hnsw_max:
+            r0 = rss_bytes()
             t = time.perf_counter()
-            ivf = faiss.IndexIVFFlat(faiss.IndexFlatIP(gallery.shape[1]), gallery.shape[1], nlist,
-                                     faiss.METRIC_INNER_PRODUCT)
-            ivf.cp.max_points_per_centroid = 64
-            ivf.train(gallery[rng.choice(n, min(n, 64 * nlist), replace=False)])
-            ivf.add(gallery)
-            t_i = time.perf_counter() - t
-            print(f"  IVF-Flat nlist={nlist:<5d} build {t_i:.1f} s (supports remove_ids)")
-            fig[f"ivf_build_s_{tag}"] = round(t_i, 2)
-            for p in (32, 64, 256):
-                ivf.nprobe = p
-                sims, i = ivf.search(queries, 1)
-                rec = recall(i, 2 - 2 * sims, ex_i, ex_d)
-                acc = float(np.mean(g_lab[np.maximum(i[:, 0], 0)] == q_lab))
-                lat = latencies(lambda q: ivf.search(q, 1), queries, args.latency_queries)
-                print(f"    nprobe {p:4d}: top-1 = exact's {rec:.4f}  accuracy {acc / acc_exact:.4f} of exact  "
-                      f"p50/p99 {ms(lat)} ms")
-                fig[f"ivf{p}_top1_agreement_{tag}"] = round(rec, 4)
-                fig[f"ivf{p}_p99_ms_{tag}"] = ms(lat)[1]
-            del ivf
+            hnsw = faiss.IndexHNSWFlat(gallery.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+            hnsw.hnsw.efConstruction = 40
+            hnsw.add(gallery)
+            t_h = time.perf_counter() - t
+            mem_h = rss_bytes() - r0
+            print(f"  HNSW32 efConstruction 40 (comparison)  build {t_h:.1f} s, memory {mem_h / 1e9:.3f} GB")
+            fig[f"hnsw_build_s_{tag}"], fig[f"hnsw_memory_gb_{tag}"] = round(t_h, 2), round(mem_h / 1e9, 3)
+
+            def hnsw_search(q, hnsw=hnsw):
+                with faiss_one(len(q)):
+                    sims, i = hnsw.search(q, 1)
+                return np.clip(2.0 - 2.0 * sims, 0.0, 4.0), i
+
+            for ef in sorted({int(p) for p in args.efs.split(",")}):
+                hnsw.hnsw.efSearch = ef
+                measure(f"HNSW efSearch {ef}", hnsw_search, f"hnsw_ef{ef}", ctx, fig, queries, args)
+            del hnsw
         del gallery
     print(json.dumps(fig))
 

@@ -1,55 +1,101 @@
-"""Nearest-face search over a gallery of any size: exact up to a measured size, FAISS beyond it.
+"""Nearest-face search over a gallery of any size: exact up to a measured size, FAISS IVF beyond it.
 
 Taught in notebook 07 ("At scale"). Identification asks "which stored face is nearest to this
 one?". For a few thousand faces the exact answer is one matrix product (``2 - 2 * X @ q``, well
-under a millisecond); at a million faces that product reads 512 MB per query (tens of ms on 2
-cores), so beyond :data:`EXACT_MAX` faces :class:`GalleryIndex` switches to a FAISS HNSW graph
-(``IndexHNSWFlat``, inner product on the unit embeddings, M = :data:`HNSW_M`).
+under a millisecond); at a million faces that product reads 512 MB per query (~17 ms on 2 cores,
+memory-bound), so beyond :data:`EXACT_MAX` faces :class:`GalleryIndex` switches to a FAISS
+inverted file with compressed codes and an exact re-ranking step:
+``OPQ32 -> IVF(nlist) -> PQ32x4fs -> refine with the float32 vectors`` (``index_factory`` string
+``"OPQ32_128,IVF1024,PQ32x4fs,RFlat"`` at 1M faces, inner product on the unit embeddings):
 
-Why HNSW and not IVF (``bench/gallery.py``: real LFW queries against 10k/100k/1M-face galleries
-of LFW + synthetic faces with LFW's distance statistics, 2 cores; figures in the README):
+1. a learnt rotation (OPQ) spreads the variance evenly over 32 sub-vectors of 4 dimensions;
+2. k-means cuts the gallery into ``nlist`` ~ sqrt(N) lists (:func:`nlist_for`); a query visits
+   the :data:`PROBE_SHARE` (5/32, at least :data:`MIN_PROBES`) of the lists whose centres are
+   nearest;
+3. in them, each face is a 16-byte code (32 sub-vectors x 4 bits) scanned with SIMD lookup
+   tables ("fast scan", 16 faces per instruction), on all threads for one query;
+4. the :data:`K_FACTOR` x k best codes are re-ranked with their exact float32 vectors, so the
+   distances returned are exact.
 
-- face embeddings are 128-D with weak cluster structure, so an inverted file must visit a large
-  share of its lists to find the true nearest face: IVF-Flat with 4 sqrt(N) lists needed
-  ``nprobe`` ~ 256 (6-25 % of the gallery scanned) for recall@1 >= 0.99 at 100k, and the share
-  does not fall with N; HNSW reaches it at ``efSearch`` 64-128 with a cost that grows ~log N;
-- memory: the raw vectors plus 2 M links per face (~0.77 GB at 1M, M=32), under the 1.5 GB budget;
-- its price: the build is slower (minutes at 1M on 2 cores, one-off; enrolments add faces one by
-  one cheaply) and HNSW cannot delete, so :meth:`GalleryIndex.remove` (``forget``) marks faces
-  dead, searches past them, and rebuilds once a fifth of the graph is dead.
+Why not HNSW, the graph that is the usual first choice (``bench/gallery.py``: real LFW queries
+against galleries of LFW + synthetic faces with LFW's distance statistics, 2 cores)? At 1M faces
+an HNSW graph (M=32, efConstruction 40) took 173 s to build and reached only 0.97 of exact
+search's rank-1 identification rate at 1.7 ms per query (efSearch 128): a query wanders a graph
+of vectors that are all about equally far apart in 128-D, and each step is a cache miss on a
+512-byte vector. The inverted file reads 16-byte codes sequentially instead: 0.996 of exact at
+~0.2 ms, in ~1 min of training, and at 0.54 GB (the codes plus the float32 vectors for
+re-ranking) against HNSW's 0.80 GB. Its price: a face embedding's nearest face is often not in
+the nearest lists (the data has weak cluster structure), so a query must scan ~16 % of the
+gallery's codes; the cost grows ~linearly with N (past ~10M faces, shard the gallery).
 
 The index is built from the face store (:meth:`GalleryIndex.from_store`) and kept in step with
 enrolments and ``forget`` by :meth:`GalleryIndex.sync` (adds the store's new face ids, removes the
-gone ones). Distances are squared L2 in [0, 4], as everywhere in facekit.
+gone ones). New faces go into the trained lists; once the gallery has grown
+:data:`RETRAIN_GROWTH` x past the size it was trained at, or a fifth of it is removed faces
+(which are skipped at search time), it is rebuilt. Distances are squared L2 in [0, 4], as
+everywhere in facekit.
 
-Threads: FAISS parallelises with OpenMP over queries and over inserted vectors. One query cannot
-be split, and on a busy machine an OpenMP team whose threads are descheduled waits at every
-barrier (a 10k build took 3.8 s with 2 threads vs 1.7 s with 1 on a loaded 2-core machine, and
-the test file ran for minutes with many small calls). So each FAISS call runs with an explicit
-thread count (restored afterwards, so other FAISS users in the process are unaffected): one
-thread for up to :data:`SERIAL_QUERIES` queries, and ``threads`` (default: the CPUs this process
-may use, ``os.sched_getaffinity``) for builds and batch searches.
+Threads: FAISS parallelises with OpenMP. On a busy machine an OpenMP team whose threads are
+descheduled waits at every barrier (a 10k build took 3.8 s with 2 threads vs 1.7 s with 1 on a
+loaded 2-core machine), so each FAISS call runs with an explicit thread count (restored
+afterwards, so other FAISS users in the process are unaffected): ``threads`` (default: the CPUs
+this process may use) for training, adding and batch searches, and for one query on galleries of
+at least :data:`PARALLEL_MIN` faces (split over the probed lists, FAISS's ``implem`` 15); one
+thread otherwise.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["GalleryIndex", "EXACT_MAX", "HNSW_M", "EF_CONSTRUCTION", "EF_SEARCH", "SERIAL_QUERIES", "exact_search",
-           "faiss_threads", "cpu_count"]
+from .records import unit_rows
 
-#: galleries up to this many faces are searched exactly (numpy); beyond it, FAISS HNSW.
-#: bench/gallery.py: exact search of 10k faces takes ~0.25 ms for one query on 2 cores, 100k ~20 ms.
+__all__ = [
+    "EXACT_MAX",
+    "K_FACTOR",
+    "MIN_PROBES",
+    "PARALLEL_MIN",
+    "PQ_M",
+    "PROBE_SHARE",
+    "SERIAL_QUERIES",
+    "GalleryIndex",
+    "cpu_count",
+    "exact_search",
+    "factory_string",
+    "faiss_threads",
+    "nlist_for",
+]
+
+#: galleries up to this many faces are searched exactly (numpy); beyond it, the FAISS inverted file.
+#: bench/gallery.py: exact search of 10k faces takes ~0.1 ms for one query on 2 cores, 100k ~2 ms.
 EXACT_MAX = 20_000
-#: HNSW links per node, build-time and search-time beam widths (bench/gallery.py)
-HNSW_M, EF_CONSTRUCTION, EF_SEARCH = 32, 40, 64
-#: rebuild the graph once this share of its nodes are removed faces
+#: the inverted file needs this many faces to train on (k-means, 4-bit PQ), whatever ``exact_max``
+MIN_TRAIN = 1_000
+#: from this many faces the codes are computed after a learnt rotation (OPQ; its training
+#: clusters 256 centroids per sub-vector and wants ~40 faces per centroid)
+OPQ_MIN = 10_000
+#: PQ sub-vectors: 32 x 4 bits = a 16-byte code per 128-D face
+PQ_M = 32
+#: a query visits this share of the inverted lists (160 of 1024 at 1M faces) and at least
+#: MIN_PROBES of them: smaller galleries need a larger share (96 of 256 lists at 100k faces for
+#: 0.99 of exact's rank-1 rate; bench/gallery.py)
+PROBE_SHARE, MIN_PROBES = 5 / 32, 96
+#: codes re-ranked with the exact vectors, per result asked for
+K_FACTOR = 32
+#: at most this many faces train the lists and codes (256 per list at 1024 lists)
+TRAIN_MAX = 262_144
+#: rebuild (retrain) once the gallery has grown this many times past the size it was trained at
+RETRAIN_GROWTH = 4
+#: rebuild once this share of the indexed faces are removed faces
 DEAD_REBUILD = 0.2
-#: searches of up to this many queries run on one thread (no OpenMP team to wait for)
+#: searches of up to this many queries run on one thread (no OpenMP team to wait for) ...
 SERIAL_QUERIES = 16
+#: ... unless the gallery has at least this many faces: then one query's lists are split over threads
+PARALLEL_MIN = 100_000
 
 
 def cpu_count() -> int:
@@ -73,15 +119,20 @@ def faiss_threads(n: int):
         faiss.omp_set_num_threads(before)
 
 
-def _unit_rows(x: np.ndarray, what: str, dim: int | None = None) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    if x.ndim == 1:
-        x = x[None, :]
-    if x.ndim != 2 or (dim is not None and x.shape[1] != dim):
-        raise ValueError(f"{what} must be float32 (N, {dim or 'dim'}) embeddings, got shape {x.shape}")
-    if not np.isfinite(x).all():
-        raise ValueError(f"{what} contain NaN or inf; embed the faces again (facekit.embed)")
-    return np.ascontiguousarray(x)
+def nlist_for(n: int) -> int:
+    """Inverted lists for ``n`` faces: the power of two nearest sqrt(n) (1024 at 1M faces),
+    16..4096, and at most n / 39 (k-means wants ~40 faces per list)."""
+    want = 2 ** round(math.log2(max(int(n), 1)) / 2)
+    cap = 2 ** math.floor(math.log2(max(int(n) // 39, 16)))
+    return int(min(4096, max(16, min(want, cap))))
+
+
+def factory_string(n: int, dim: int = 128) -> str:
+    """The FAISS ``index_factory`` description used for ``n`` faces of ``dim`` dimensions,
+    e.g. ``"OPQ32_128,IVF1024,PQ32x4fs,RFlat"`` at 1M (see the module docstring)."""
+    m = next(m for m in (PQ_M, 16, 8, 4, 2, 1) if dim % m == 0)
+    opq = f"OPQ{m}_{dim}," if n >= OPQ_MIN else ""
+    return f"{opq}IVF{nlist_for(n)},PQ{m}x4fs,RFlat"
 
 
 def exact_search(gallery: np.ndarray, queries: np.ndarray, k: int = 1, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
@@ -89,7 +140,8 @@ def exact_search(gallery: np.ndarray, queries: np.ndarray, k: int = 1, chunk: in
 
     Returns ``(distances float32 (Q, k) squared L2 ascending, rows int64 (Q, k))``; rows are -1
     (distance inf) where the gallery has fewer than ``k`` faces. Queries go in chunks so memory
-    stays at ``chunk * N`` floats.
+    stays at ``chunk * N`` floats; for k = 1 the best row is an ``argmax`` (one pass), otherwise
+    ``argpartition`` then a sort of the k.
     """
     q = np.asarray(queries, np.float32)
     n = len(gallery)
@@ -100,7 +152,9 @@ def exact_search(gallery: np.ndarray, queries: np.ndarray, k: int = 1, chunk: in
         return dist, rows
     for s in range(0, len(q), chunk):
         sims = q[s:s + chunk] @ gallery.T  # (c, N) cosine similarities
-        if kk < n:
+        if kk == 1:
+            part = np.argmax(sims, axis=1)[:, None]
+        elif kk < n:
             part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
         else:
             part = np.broadcast_to(np.arange(n), (len(sims), n))
@@ -117,53 +171,69 @@ class GalleryIndex:
     Parameters
     ----------
     dim : embedding length (128 for facenet128).
-    exact_max : up to this many faces, search exactly (default :data:`EXACT_MAX`); beyond it, a
-        FAISS HNSW graph (built once when the gallery crosses it; later faces are inserted).
-    ef_search : HNSW search beam (default :data:`EF_SEARCH`); larger is slower and closer to exact.
-    threads : FAISS threads for builds and batch searches (default :func:`cpu_count`); searches of
-        up to :data:`SERIAL_QUERIES` queries always use one.
+    exact_max : up to this many faces, search exactly (default :data:`EXACT_MAX`); beyond it (and
+        from :data:`MIN_TRAIN` faces), a FAISS inverted file trained on the gallery when it
+        crosses the size (later faces are added to its lists; see the module docstring).
+    nprobe : lists a query visits (default: :data:`PROBE_SHARE` of them, at least
+        :data:`MIN_PROBES`, set when trained).
+    threads : FAISS threads for training and batch searches (default :func:`cpu_count`); one
+        query uses them too on galleries of at least :data:`PARALLEL_MIN` faces, else one.
 
     ``search`` returns face ids (the store's ``faces.id``), ``identify`` names. Exact mode keeps
-    the vectors in one numpy array; HNSW mode keeps them only inside FAISS (no second copy).
+    the vectors in one numpy array; IVF mode keeps them only inside FAISS (no second copy).
     """
 
-    def __init__(self, dim: int = 128, *, exact_max: int = EXACT_MAX, ef_search: int = EF_SEARCH,
+    def __init__(self, dim: int = 128, *, exact_max: int = EXACT_MAX, nprobe: int | None = None,
                  threads: int | None = None):
-        if int(dim) < 1 or int(exact_max) < 0 or int(ef_search) < 1 or (threads is not None and int(threads) < 1):
-            raise ValueError(f"need dim >= 1, exact_max >= 0, ef_search >= 1, threads >= 1; got {dim}, "
-                             f"{exact_max}, {ef_search}, {threads}")
-        self.dim, self.exact_max, self._ef = int(dim), int(exact_max), int(ef_search)
+        if int(dim) < 1 or int(exact_max) < 0 or (nprobe is not None and int(nprobe) < 1) or (
+                threads is not None and int(threads) < 1):
+            raise ValueError(f"need dim >= 1, exact_max >= 0, nprobe >= 1, threads >= 1; got {dim}, "
+                             f"{exact_max}, {nprobe}, {threads}")
+        self.dim, self.exact_max = int(dim), int(exact_max)
+        self._nprobe = None if nprobe is None else int(nprobe)
         self.threads = int(threads) if threads is not None else cpu_count()
         self._x = np.zeros((0, self.dim), np.float32)  # exact mode: the vectors, row i <-> _ids[i]
-        self._ids = np.zeros(0, np.int64)  # face id per row (exact) or per graph node (HNSW)
+        self._ids = np.zeros(0, np.int64)  # face id per row (exact) or per FAISS node (IVF)
         self._codes = np.zeros(0, np.int32)  # name code per row / node
-        self._alive = np.zeros(0, bool)  # HNSW nodes not removed (exact mode: all True)
+        self._alive = np.zeros(0, bool)  # nodes not removed (exact mode: all True)
+        self._dead = 0  # removed nodes still in the FAISS index (kept as a count: searches need it)
         self._names: list[str] = []
         self._code_of: dict[str, int] = {}
-        self._hnsw = None
+        self._ann = None  # the FAISS index (IndexRefineFlat over [OPQ +] IVF-PQ fast scan)
+        self._ivf = None  # its inverted file, for nprobe and the search implementation
+        self._trained_n = 0
         self._order: np.ndarray | None = None
 
     # -- state ---------------------------------------------------------------------------
     def __len__(self) -> int:
-        return int(self._alive.sum())
+        return len(self._alive) - self._dead
 
     @property
     def kind(self) -> str:
-        """``"exact"`` or ``"hnsw"`` (FAISS IndexHNSWFlat): what :meth:`search` uses now."""
-        return "exact" if self._hnsw is None else "hnsw"
+        """``"exact"`` or ``"ivf"`` (FAISS, :func:`factory_string`): what :meth:`search` uses now."""
+        return "exact" if self._ann is None else "ivf"
 
     @property
-    def ef_search(self) -> int:
-        """HNSW search beam (settable; no effect in exact mode)."""
-        return self._ef
+    def description(self) -> str:
+        """``"exact"`` or the FAISS factory string with its search settings."""
+        if self._ann is None:
+            return "exact"
+        return f"{factory_string(self._trained_n, self.dim)} nprobe={self.nprobe} k_factor={K_FACTOR}"
 
-    @ef_search.setter
-    def ef_search(self, value: int) -> None:
+    @property
+    def nprobe(self) -> int:
+        """Inverted lists one query visits (settable; more is slower and closer to exact)."""
+        if self._ivf is None:
+            return self._nprobe or 0
+        return int(self._ivf.nprobe)
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
         if int(value) < 1:
-            raise ValueError(f"ef_search must be >= 1, got {value}")
-        self._ef = int(value)
-        if self._hnsw is not None:
-            self._hnsw.hnsw.efSearch = self._ef
+            raise ValueError(f"nprobe must be >= 1, got {value}")
+        self._nprobe = int(value)
+        if self._ivf is not None:
+            self._ivf.nprobe = min(self._nprobe, self._ivf.nlist)
 
     @property
     def ids(self) -> np.ndarray:
@@ -186,7 +256,7 @@ class GalleryIndex:
 
     # -- building ------------------------------------------------------------------------
     @classmethod
-    def from_store(cls, store, model=None, **kwargs) -> "GalleryIndex":
+    def from_store(cls, store, model=None, **kwargs) -> GalleryIndex:
         """An index of every face of ``model`` (embedder, registry name or fingerprint) in a
         :class:`facekit.store.FaceStore`."""
         x, names, ids = store.embeddings(model)
@@ -200,7 +270,7 @@ class GalleryIndex:
         ids = np.asarray(ids, np.int64).ravel()
         if len(ids) == 0:
             return
-        x = _unit_rows(embeddings, "embeddings", self.dim)
+        x = unit_rows(embeddings, self.dim, "GalleryIndex.add")
         names = [names] * len(ids) if isinstance(names, str) else list(names)
         if not (len(x) == len(ids) == len(names)):
             raise ValueError(f"add needs as many ids and names as embeddings: {len(x)}, {len(ids)}, {len(names)}")
@@ -211,13 +281,15 @@ class GalleryIndex:
         self._codes = np.concatenate([self._codes, codes])
         self._alive = np.concatenate([self._alive, np.ones(len(ids), bool)])
         self._order = None
-        if self._hnsw is not None:
+        if self._ann is not None:
             with faiss_threads(self.threads if len(x) > SERIAL_QUERIES else 1):
-                self._hnsw.add(x)
+                self._ann.add(x)
+            if len(self._ids) > RETRAIN_GROWTH * self._trained_n:
+                self._rebuild()
             return
         self._x = np.concatenate([self._x, x]) if len(self._x) else x.copy()
-        if len(self._ids) > self.exact_max:
-            self._build_hnsw(self._x)
+        if len(self._ids) > max(self.exact_max, MIN_TRAIN - 1):
+            self._train(self._x)
 
     def remove(self, ids) -> int:
         """Remove faces by id (unknown ids are ignored); returns how many were removed."""
@@ -226,20 +298,14 @@ class GalleryIndex:
         if n == 0:
             return 0
         self._order = None
-        if self._hnsw is None:
+        if self._ann is None:
             keep = ~hit
             self._x, self._ids, self._codes, self._alive = self._x[keep], self._ids[keep], self._codes[keep], self._alive[keep]
             return n
-        self._alive[hit] = False  # HNSW cannot delete: dead nodes are skipped, then rebuilt away
-        if (~self._alive).mean() > DEAD_REBUILD or len(self) <= self.exact_max:
-            live = np.flatnonzero(self._alive)
-            x = self._hnsw.reconstruct_n(0, self._hnsw.ntotal)[live]
-            ids, codes = self._ids[live], self._codes[live]
-            self._hnsw = None
-            self._ids, self._codes, self._alive = ids, codes, np.ones(len(ids), bool)
-            self._x = x
-            if len(ids) > self.exact_max:
-                self._build_hnsw(x)
+        self._alive[hit] = False  # removed faces are skipped at search time, then rebuilt away
+        self._dead += n
+        if (~self._alive).mean() > DEAD_REBUILD or len(self) <= max(self.exact_max, MIN_TRAIN - 1):
+            self._rebuild()
         return n
 
     def sync(self, store, model=None) -> tuple[int, int]:
@@ -258,39 +324,61 @@ class GalleryIndex:
             self._names.append(name)
         return self._code_of[name]
 
-    def _build_hnsw(self, x: np.ndarray) -> None:
+    def _rebuild(self) -> None:
+        """Drop removed faces and train again on the live ones (exact mode if few are left)."""
         import faiss
 
-        index = faiss.IndexHNSWFlat(self.dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = EF_CONSTRUCTION
-        index.hnsw.efSearch = self._ef
+        live = np.flatnonzero(self._alive)
+        x = faiss.downcast_index(self._ann.refine_index).reconstruct_n(0, self._ann.ntotal)[live]
+        self._ids, self._codes, self._alive = self._ids[live], self._codes[live], np.ones(len(live), bool)
+        self._ann = self._ivf = None
+        self._dead = 0
+        self._x = x
+        if len(live) > max(self.exact_max, MIN_TRAIN - 1):
+            self._train(x)
+
+    def _train(self, x: np.ndarray) -> None:
+        import faiss
+
+        n = len(x)
+        index = faiss.index_factory(self.dim, factory_string(n, self.dim), faiss.METRIC_INNER_PRODUCT)
+        sample = x if n <= TRAIN_MAX else x[np.sort(np.random.default_rng(0).choice(n, TRAIN_MAX, replace=False))]
         with faiss_threads(self.threads):
-            index.add(np.ascontiguousarray(x))
-        self._hnsw = index
+            index.train(sample)
+            index.add(x)
+        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
+        ivf.nprobe = min(ivf.nlist, self._nprobe or max(MIN_PROBES, math.ceil(ivf.nlist * PROBE_SHARE)))
+        index.k_factor = K_FACTOR
+        self._ann, self._ivf, self._trained_n = index, ivf, n
         self._x = np.zeros((0, self.dim), np.float32)  # FAISS holds the vectors now
 
     # -- search --------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """k nearest faces of each query (float32 (Q, dim) or (dim,) rows, renormalised):
         ``(distances float32 (Q, k) squared L2 ascending, face ids int64 (Q, k); -1 / inf where
-        fewer)``."""
-        q = _unit_rows(queries, "queries", self.dim)
-        q = q / np.maximum(np.linalg.norm(q, axis=1, keepdims=True), 1e-12)
+        fewer)``. IVF mode re-ranks with the exact vectors, so distances are exact."""
+        q = unit_rows(queries, self.dim, "GalleryIndex.search queries")
         k = int(k)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
-        if self._hnsw is None:
+        if self._ann is None:
             d, rows = exact_search(self._x, q, k)
             return d, np.where(rows >= 0, self._ids[np.maximum(rows, 0)] if len(self._ids) else -1, -1)
-        dead = int((~self._alive).sum())
-        want = k if dead == 0 else min(self._hnsw.ntotal, k + min(dead, 4 * k + 16))
+        dead, total = self._dead, len(self._alive)  # total == the FAISS index's ntotal
+        want = k if dead == 0 else min(total, k + min(dead, 4 * k + 16))
+        one = len(q) <= SERIAL_QUERIES
+        threads = self.threads if (not one or total >= PARALLEL_MIN) else 1
+        self._ivf.implem = 15 if one else 0  # 15: one query's lists split over the threads
         while True:
-            with faiss_threads(1 if len(q) <= SERIAL_QUERIES else self.threads):
-                sims, nodes = self._hnsw.search(q, want)
+            with faiss_threads(threads):
+                sims, nodes = self._ann.search(q, want)
+            if dead == 0:  # every node is a live face: no filtering
+                return (np.clip(2.0 - 2.0 * sims, 0.0, 4.0).astype(np.float32),
+                        np.where(nodes >= 0, self._ids[np.maximum(nodes, 0)], -1))
             ok = (nodes >= 0) & self._alive[np.maximum(nodes, 0)]
-            if ok.sum(axis=1).min() >= min(k, len(self)) or want >= self._hnsw.ntotal:
+            if ok.sum(axis=1).min() >= min(k, len(self)) or want >= total:
                 break
-            want = min(self._hnsw.ntotal, want * 4)
+            want = min(total, want * 4)
         dist = np.full((len(q), k), np.inf, np.float32)
         out = np.full((len(q), k), -1, np.int64)
         for r in range(len(q)):
@@ -312,9 +400,10 @@ class GalleryIndex:
         return out, d[:, 0]
 
     def memory_bytes(self) -> int:
-        """Bytes held by the vectors, graph links and ids."""
-        if self._hnsw is None:
+        """Bytes held by the vectors, codes, lists and ids."""
+        if self._ann is None:
             vec = self._x.nbytes
-        else:  # flat storage + level-0 links (2 M per node) + upper levels (~1/M of nodes, M each)
-            vec = self._hnsw.ntotal * (self.dim * 4 + 4 * 2 * HNSW_M + 4 * HNSW_M // max(HNSW_M - 1, 1) + 16)
+        else:  # float32 vectors for re-ranking + per face a code and its id in a list + centres, rotation
+            n, nlist = self._ann.ntotal, self._ivf.nlist
+            vec = n * (self.dim * 4 + self._ivf.code_size + 8) + nlist * self.dim * 4 + self.dim * self.dim * 4
         return int(vec + self._ids.nbytes + self._codes.nbytes + self._alive.nbytes)

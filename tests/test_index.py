@@ -1,9 +1,11 @@
-"""facekit.index: FAISS HNSW agrees with exact search on a 10k gallery; add/forget keep it in step (issue 15)."""
+"""facekit.index: the FAISS inverted file agrees with exact search on a 10k gallery at the chosen settings;
+add/forget keep it in step; it retrains as the gallery grows (issue 15)."""
 
 import numpy as np
 import pytest
 
-from facekit.index import EF_SEARCH, GalleryIndex, cpu_count, exact_search, faiss_threads
+from facekit.index import (MIN_PROBES, PROBE_SHARE, GalleryIndex, cpu_count, exact_search, factory_string, faiss_threads,
+                           nlist_for)
 
 
 def _faces(n, rng, people=None):
@@ -15,7 +17,7 @@ def _faces(n, rng, people=None):
     return x / np.linalg.norm(x, axis=1, keepdims=True), who
 
 
-def test_hnsw_agrees_with_exact_on_10k():
+def test_ivf_agrees_with_exact_on_10k():
     rng = np.random.default_rng(0)
     x, who = _faces(10_000, rng)
     q = x[:300] + 0.05 * rng.normal(size=(300, 128)).astype(np.float32)
@@ -25,7 +27,8 @@ def test_hnsw_agrees_with_exact_on_10k():
     index = GalleryIndex(128, exact_max=0)  # force FAISS at 10k
     assert index.threads == cpu_count()
     index.add(x, np.arange(10_000) + 100, [f"p{w}" for w in who])
-    assert index.kind == "hnsw" and index.ef_search == EF_SEARCH
+    assert index.kind == "ivf" and index.description.startswith(factory_string(10_000))
+    assert index.nprobe == max(MIN_PROBES, int(np.ceil(nlist_for(10_000) * PROBE_SHARE)))
     assert faiss.omp_get_max_threads() == before, "the index must restore FAISS's thread count"
     with faiss_threads(1):
         assert faiss.omp_get_max_threads() == 1
@@ -79,3 +82,40 @@ def test_sync_follows_the_store(tmp_path):
     assert len(index) == 40 and set(index.names_of(index.ids)) == {"bob", "cy"}
     names, _ = index.identify(x[:5], threshold=1e-4)
     assert "ada" not in names
+
+
+def test_settings_follow_the_gallery_size():
+    assert nlist_for(1_000_000) == 1024 and nlist_for(100_000) == 256 and nlist_for(1_000) == 16
+    assert factory_string(1_000_000) == "OPQ32_128,IVF1024,PQ32x4fs,RFlat"
+    assert factory_string(2_000) == "IVF32,PQ32x4fs,RFlat"  # too few faces to train the rotation
+    assert factory_string(50_000, dim=512).startswith("OPQ32_512,")
+
+
+def test_exact_search_k1_equals_topk_and_brute_force():
+    rng = np.random.default_rng(3)
+    x, _ = _faces(2_000, rng)
+    q = x[:50] + 0.1 * rng.normal(size=(50, 128)).astype(np.float32)
+    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    d1, r1 = exact_search(x, q, 1)
+    d5, r5 = exact_search(x, q, 5)
+    brute = ((q[:, None, :] - x[None, :, :]) ** 2).sum(-1)
+    np.testing.assert_array_equal(r1[:, 0], r5[:, 0])
+    np.testing.assert_array_equal(r1[:, 0], brute.argmin(1))
+    np.testing.assert_allclose(d5, np.sort(brute, 1)[:, :5], atol=1e-4)
+    d, r = exact_search(x[:3], q[:2], 5)  # fewer faces than k: -1 / inf pad
+    assert (r[:, 3:] == -1).all() and np.isinf(d[:, 3:]).all()
+
+
+def test_growth_retrains_and_search_stays_exact_after_rerank():
+    rng = np.random.default_rng(4)
+    x, who = _faces(9_000, rng)
+    index = GalleryIndex(128, exact_max=0)
+    index.add(x[:1_500], np.arange(1_500), "a")  # trains at 1,500 faces
+    assert index.kind == "ivf" and "IVF32," in index.description
+    index.add(x[1_500:], np.arange(1_500, 9_000), "b")  # > 4x growth: trained again on all 9,000
+    assert "IVF128," in index.description and len(index) == 9_000
+    d, ids = index.search(x[8_000:8_100], 1)
+    assert np.mean(ids[:, 0] == np.arange(8_000, 8_100)) >= 0.99 and np.all(d[:, 0] < 1e-4)
+    assert index.memory_bytes() > 9_000 * 128 * 4  # the float32 vectors for re-ranking are kept
+    with pytest.raises(ValueError, match="NaN"):
+        index.search(np.full(128, np.nan, np.float32))
