@@ -22,7 +22,10 @@ verification threshold (1.22), for LFW and the synthetic set, so the match can b
 Per gallery size: exact search (numpy, :func:`facekit.index.exact_search`: one matrix-vector
 product and an ``argmax`` for k = 1) is the ground truth and the speed baseline; facekit's choice,
 :class:`facekit.index.GalleryIndex` (FAISS ``OPQ32,IVF,PQ32x4fs,RFlat``, see facekit/index.py), at
-its default ``nprobe`` and a few others; and FAISS HNSW (``IndexHNSWFlat``, M=32, efConstruction
+its default ``nprobe`` as identification searches (:meth:`GalleryIndex.identify`: it visits 1/32
+of the lists first and stops there for a query that has found a face within ``STOP_SHARE`` x the
+model's "unknown" threshold = 0.5; these are the headline keys) and as full searches at several
+``nprobe`` (keys ``ivf_full*``); and FAISS HNSW (``IndexHNSWFlat``, M=32, efConstruction
 40, faiss directly) at several ``efSearch`` up to ``--hnsw-max`` faces, for the comparison that
 argues the choice. Reported per setting: ``recall_at_1`` = rank-1 identification rate (the nearest
 face is the query's person) as a share of exact search's, ``top1_agreement`` = share of queries
@@ -48,7 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from facekit.index import GalleryIndex, exact_search
+from facekit.identify import default_threshold
+from facekit.index import STOP_SHARE, GalleryIndex, exact_search
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -189,7 +193,8 @@ def main() -> None:
     import faiss
 
     rng = np.random.default_rng(0)
-    fig: dict = {"threads": faiss.omp_get_max_threads()}
+    stop = STOP_SHARE * default_threshold("facenet128")
+    fig: dict = {"threads": faiss.omp_get_max_threads(), "stop_within": stop}
     x, labels = lfw_embeddings()
     print(f"LFW View 2: {len(x)} embeddings of {len(set(labels))} people")
 
@@ -249,10 +254,14 @@ def main() -> None:
         print(f"  {index.description}  build {t_build:.1f} s, memory {mem / 1e9:.3f} GB", flush=True)
         fig[f"index_{tag}"] = index.description
         fig[f"build_s_{tag}"], fig[f"memory_gb_{tag}"] = round(t_build, 2), round(mem / 1e9, 3)
+        # the headline: identification's search (GalleryIndex.identify), which stops early on a face
+        # within STOP_SHARE x the model's "unknown" threshold; then full searches at several nprobe
+        measure(f"identify, stop {stop:.2f}", lambda q, ix=index: ix.search(q, 1, stop_within=stop), None,
+                ctx, fig, queries, args)
         for mult in sorted({float(m) for m in args.nprobes.split(",")} | {1.0}):
             index.nprobe = max(1, round(default * mult))
-            measure(f"nprobe {index.nprobe}", lambda q, ix=index: ix.search(q, 1),
-                    None if mult == 1.0 else f"ivf_nprobe{index.nprobe}", ctx, fig, queries, args)
+            measure(f"full, nprobe {index.nprobe}", lambda q, ix=index: ix.search(q, 1),
+                    "ivf_full" if mult == 1.0 else f"ivf_full_nprobe{index.nprobe}", ctx, fig, queries, args)
         index.nprobe = default
         del index
 

@@ -119,3 +119,29 @@ def test_growth_retrains_and_search_stays_exact_after_rerank():
     assert index.memory_bytes() > 9_000 * 128 * 4  # the float32 vectors for re-ranking are kept
     with pytest.raises(ValueError, match="NaN"):
         index.search(np.full(128, np.nan, np.float32))
+
+
+def test_identification_stops_early_without_changing_who():
+    rng = np.random.default_rng(5)
+    centres = rng.normal(size=(900, 128)).astype(np.float32)
+    who = rng.integers(0, 900, 9_400)
+    x = centres[who] + 0.32 * rng.normal(size=(9_400, 128)).astype(np.float32)  # FaceNet-like: same ~0.3, others > 1.3
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q, x, q_who, who = x[9_000:], x[:9_000], who[9_000:], who[:9_000]  # queries held out of the gallery
+    names = [f"p{w}" for w in who]
+    index = GalleryIndex(128, exact_max=0)
+    index.add(x, np.arange(9_000), names)
+    assert index.nprobe > 8  # so that the first, short visit is shorter than a full search
+    full_d, full_ids = index.search(q, 1)
+    never_d, never_ids = index.search(q, 1, stop_within=-1.0)  # nothing is that close: every query searched fully
+    np.testing.assert_array_equal(never_ids, full_ids)
+    early_d, early_ids = index.search(q, 1, stop_within=0.5)
+    stopped = early_d[:, 0] <= 0.5
+    assert stopped.mean() > 0.5, stopped.mean()
+    np.testing.assert_array_equal(early_ids[~stopped], full_ids[~stopped])  # the rest: the full answer
+    ed, erows = exact_search(x, q, 1)
+    exact_who, early_who = who[erows[:, 0]], who[early_ids[:, 0]]
+    assert np.mean(early_who == exact_who) >= 0.99  # who it is does not change
+    assert np.mean(exact_who == q_who) > 0.9  # (and exact search mostly finds the right person)
+    got, _ = index.identify(q, threshold=0.8)  # stops within 0.625 x 0.8 = 0.5
+    assert np.mean(np.asarray(got) == np.asarray(index.names_of(early_ids[:, 0]))) >= 0.99
