@@ -4,8 +4,16 @@ add/forget keep it in step; it retrains as the gallery grows (issue 15)."""
 import numpy as np
 import pytest
 
-from facekit.index import (MIN_PROBES, PROBE_SHARE, GalleryIndex, cpu_count, exact_search, factory_string, faiss_threads,
-                           nlist_for)
+from facekit.index import (
+    MIN_PROBES,
+    PROBE_SHARE,
+    GalleryIndex,
+    cpu_count,
+    exact_search,
+    factory_string,
+    faiss_threads,
+    nlist_for,
+)
 
 
 def _faces(n, rng, people=None):
@@ -40,7 +48,7 @@ def test_ivf_agrees_with_exact_on_10k():
     exact = GalleryIndex(128)  # the default: exact below EXACT_MAX
     exact.add(x, np.arange(10_000) + 100, [f"p{w}" for w in who])
     assert exact.kind == "exact"
-    d2, ids2 = exact.search(q, 1)
+    _d2, ids2 = exact.search(q, 1)
     np.testing.assert_array_equal(ids2[:, 0], erows[:, 0] + 100)
 
 
@@ -96,7 +104,7 @@ def test_exact_search_k1_equals_topk_and_brute_force():
     x, _ = _faces(2_000, rng)
     q = x[:50] + 0.1 * rng.normal(size=(50, 128)).astype(np.float32)
     q /= np.linalg.norm(q, axis=1, keepdims=True)
-    d1, r1 = exact_search(x, q, 1)
+    _d1, r1 = exact_search(x, q, 1)
     d5, r5 = exact_search(x, q, 5)
     brute = ((q[:, None, :] - x[None, :, :]) ** 2).sum(-1)
     np.testing.assert_array_equal(r1[:, 0], r5[:, 0])
@@ -108,7 +116,7 @@ def test_exact_search_k1_equals_topk_and_brute_force():
 
 def test_growth_retrains_and_search_stays_exact_after_rerank():
     rng = np.random.default_rng(4)
-    x, who = _faces(9_000, rng)
+    x, _who = _faces(9_000, rng)
     index = GalleryIndex(128, exact_max=0)
     index.add(x[:1_500], np.arange(1_500), "a")  # trains at 1,500 faces
     assert index.kind == "ivf" and "IVF32," in index.description
@@ -132,14 +140,14 @@ def test_identification_stops_early_without_changing_who():
     index = GalleryIndex(128, exact_max=0)
     index.add(x, np.arange(9_000), names)
     assert index.nprobe > 8  # so that the first, short visit is shorter than a full search
-    full_d, full_ids = index.search(q, 1)
-    never_d, never_ids = index.search(q, 1, stop_within=-1.0)  # nothing is that close: every query searched fully
+    _full_d, full_ids = index.search(q, 1)
+    _never_d, never_ids = index.search(q, 1, stop_within=-1.0)  # nothing is that close: every query searched fully
     np.testing.assert_array_equal(never_ids, full_ids)
     early_d, early_ids = index.search(q, 1, stop_within=0.5)
     stopped = early_d[:, 0] <= 0.5
     assert stopped.mean() > 0.5, stopped.mean()
     np.testing.assert_array_equal(early_ids[~stopped], full_ids[~stopped])  # the rest: the full answer
-    ed, erows = exact_search(x, q, 1)
+    _ed, erows = exact_search(x, q, 1)
     exact_who, early_who = who[erows[:, 0]], who[early_ids[:, 0]]
     assert np.mean(early_who == exact_who) >= 0.99  # who it is does not change
     assert np.mean(exact_who == q_who) > 0.9  # (and exact search mostly finds the right person)
