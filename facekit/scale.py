@@ -11,16 +11,30 @@ The job:
 
 1. the driver lists the tree and keeps only photos the store has not cached (same test as the
    local engine);
-2. ``from_items(chunks of paths)`` -> ``map_batches(DetectAlign)``: read the bytes (local paths or any
-   pyarrow filesystem URI: ``s3://``, ``gs://``, ``hdfs://``), hash, decode (JPEG draft mode),
-   detect (batched), align; one row per face carrying its 160x160 crop;
-3. ``map_batches(Embed)`` in an actor pool, each actor with ``embed_cpus`` CPUs and ONNX
-   Runtime's intra-op threads equal to them;
-4. ``write_parquet`` shards of rows (:data:`facekit.scan.ROW_COLUMNS`; the crops are dropped);
-5. the driver ingests the shards into the store (:func:`facekit.scan.ingest_rows`).
+2. ``from_items(chunks of paths)`` -> ``map_batches(DetectEmbed)`` in an actor pool of one actor
+   per CPU (``actor_cpus=1``): each actor reads a chunk's bytes (local paths or any pyarrow
+   filesystem URI: ``s3://``, ``gs://``, ``hdfs://``), hashes, decodes (JPEG draft mode), detects
+   (batched), aligns and embeds the crops with the ONNX model, ONNX Runtime's intra-op threads
+   equal to the actor's CPUs and TensorFlow's pools sized to them (:func:`limit_tf_threads`);
+3. ``write_parquet`` shards of rows (:data:`facekit.scan.ROW_COLUMNS`: path, content hash, box,
+   landmarks, embedding, model fingerprint), written by a task that takes no CPU, so it runs
+   while the actors hold every CPU;
+4. the driver ingests the shards into the store (:func:`facekit.scan.ingest_rows`).
 
-Stages 2-3 call the same functions as the local engine, so both produce the same rows
-(embeddings equal to ~1e-6, tested to 1e-5 in tests/test_scale.py).
+Why one fused actor (measured on 2 quiet cores with ``bench/album.py``, 2,000 LFW photos): in the
+two-stage layout (``fuse=False``: ``DetectAlign`` actors, then an ``Embed`` pool fed the crops)
+each stage gets a fixed share of the cores, and the embed stage, 2/3 of the work, bottlenecks its
+share while the other idles: 0.60x the local engine. Fused actors keep every core busy on
+whichever stage its chunk is in and ship no crops between processes: 0.67x (LFW; 0.75x on 12 MP
+JPEGs). Two 1-CPU processes running :class:`DetectEmbed` outside Ray index ~43 photos/s against
+the local engine's ~39 (2 threads per network, stages in turn); in the Ray job the actors take
+8-13 s to start (each boots, imports TensorFlow, loads both models, while Ray's own daemons
+start too) and, on 2,000 photos, ran at ~31 photos/s (not yet explained), so one machine stays
+below the local engine. On a cluster start-up is paid once per actor; ``fuse=False`` stays for
+when embedding should get other resources than detection.
+
+Stages call the same functions as the local engine, so both produce the same rows (embeddings
+equal to ~1e-6, tested to 1e-5 in tests/test_scale.py).
 """
 
 from __future__ import annotations
@@ -35,37 +49,85 @@ import numpy as np
 
 from .scan import CHUNK, IndexReport, PhotoFile, detect_align, ingest_rows, list_photos, load, photo_rows, todo_photos
 
-__all__ = ["index_folder_ray", "ray_rows", "read_shards", "DetectAlign", "Embed"]
+__all__ = ["index_folder_ray", "ray_rows", "read_shards", "DetectEmbed", "DetectAlign", "Embed"]
 
 CROP = 160
 
 
-class DetectAlign:
-    """Ray actor: photo paths in, one row per face (crop included) out. Loads the detector once."""
+def limit_tf_threads(threads: int) -> None:
+    """Size TensorFlow's thread pools for an actor of ``threads`` CPUs: ``threads`` inter-op
+    threads and ``max(2, threads)`` intra-op threads. Left at their default each pool has one
+    thread per core of the node, in every actor. Not 1 intra-op thread: TensorFlow's kernels then
+    take a single-threaded path whose MTCNN landmarks differ from the threaded path's by ~1e-5 px
+    (measured; 2, 3 and 4 threads agree bit for bit), enough to move a crop pixel and an embedding
+    by 2e-5, so the rows would no longer equal the local engine's. Takes effect only before
+    TensorFlow runs its first op in this process (a fresh actor); later it is a no-op."""
+    import tensorflow as tf
 
-    def __init__(self, model: str, max_side: int | None = 1280):
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(max(2, int(threads)))
+        tf.config.threading.set_inter_op_parallelism_threads(max(1, int(threads)))
+    except RuntimeError:  # TensorFlow already initialised here (e.g. the class used in the driver)
+        pass
+
+
+class DetectAlign:
+    """Ray actor: photo paths in, one row per face (crop included) out. Loads the detector once;
+    TensorFlow's thread pools are sized to ``threads``, the actor's CPUs (:func:`limit_tf_threads`)."""
+
+    def __init__(self, model: str, max_side: int | None = 1280, threads: int = 1):
         from .detect import Detector
 
+        limit_tf_threads(threads)
         self.det = Detector(max_side=max_side)
         self.model = model
+
+    def photos(self, batch) -> list[tuple[PhotoFile, str, str | None, list, np.ndarray]]:
+        """``(photo, sha256, error, faces, crops)`` of each photo of the batch's chunks: read, hash,
+        decode, detect (one batched call per chunk, as the local engine cuts them), align."""
+        out = []
+        for ps, ss, ms in zip(batch["paths"], batch["sizes"], batch["mtimes"]):
+            files = [PhotoFile(str(p), int(s), int(m)) for p, s, m in zip(ps, ss, ms)]
+            got = [load(f.path, self.det.max_side) for f in files]
+            ok = [i for i, g in enumerate(got) if g[3] is None]
+            found = dict(zip(ok, detect_align([got[i][0] for i in ok], [got[i][1] for i in ok], self.det)))
+            none = ([], np.zeros((0, CROP, CROP, 3), np.uint8))
+            out += [(f, sha, err, *found.get(i, none)) for i, (f, (_, _, sha, err)) in enumerate(zip(files, got))]
+        return out
 
     def __call__(self, batch):
         import pandas as pd
 
-        files = [PhotoFile(str(p), int(s), int(m)) for ps, ss, ms in zip(batch["paths"], batch["sizes"], batch["mtimes"])
-                 for p, s, m in zip(ps, ss, ms)]
-        got = [load(f.path, self.det.max_side) for f in files]
-        ok = [i for i, g in enumerate(got) if g[3] is None]
-        found = dict(zip(ok, detect_align([got[i][0] for i in ok], [got[i][1] for i in ok], self.det)))
         rows = []
-        for i, (f, (_, _, sha, err)) in enumerate(zip(files, got)):
-            faces, crops = found.get(i, ([], np.zeros((0, CROP, CROP, 3), np.uint8)))
-            zero = np.zeros((len(faces), 1), np.float32)
-            rs = photo_rows(f, sha, faces, zero, self.model, err)
+        for f, sha, err, faces, crops in self.photos(batch):
+            rs = photo_rows(f, sha, faces, np.zeros((len(faces), 1), np.float32), self.model, err)
             for r, c in zip(rs, crops if faces else [None] * len(rs)):
                 r["crop"] = None if c is None else c.tobytes()
                 r["embedding"] = None
             rows += rs
+        return pd.DataFrame(rows)
+
+
+class DetectEmbed(DetectAlign):
+    """Ray actor of the fused job: photo paths in, finished rows out (read, hash, decode, detect,
+    align, then embed the chunk's crops in the same process: no crop leaves the actor). ONNX
+    Runtime's intra-op threads equal ``threads`` (the actor's CPUs); TensorFlow's pools are sized
+    to them (:func:`limit_tf_threads`)."""
+
+    def __init__(self, model: str, precision: str | None, threads: int = 1, max_side: int | None = 1280):
+        super().__init__(model, max_side, threads)
+        self.embedder = Embed(precision, threads)
+
+    def __call__(self, batch):
+        import pandas as pd
+
+        got = self.photos(batch)
+        crops = [c for *_, c in got if len(c)]
+        emb = self.embedder.embed(np.concatenate(crops)) if crops else None
+        rows, k = [], 0
+        for f, sha, err, faces, _ in got:
+            rows += photo_rows(f, sha, faces, None if emb is None else emb[k:k + len(faces)], self.model, err)
+            k += len(faces)
         return pd.DataFrame(rows)
 
 
@@ -152,19 +214,21 @@ def _start_ray(address: str | None, num_cpus: int | None, object_store_mb: int |
 
 
 def ray_rows(files: list[PhotoFile], out_dir: str | os.PathLike, *, model: str, precision: str | None = None,
-             address: str | None = None, num_cpus: int | None = None, detect_actors: int | None = None,
-             embed_cpus: int | None = None, batch_size: int = CHUNK, object_store_mb: int | None = None,
-             progress: bool = True) -> list[str]:
+             address: str | None = None, num_cpus: int | None = None, fuse: bool = True, actor_cpus: int = 1,
+             detect_actors: int | None = None, embed_cpus: int | None = None, batch_size: int = CHUNK,
+             object_store_mb: int | None = None, progress: bool = True) -> list[str]:
     """Run the Ray Data job over ``files`` and write Parquet shards to ``out_dir`` (local path or a
-    pyarrow filesystem URI). Returns the shard paths. ``detect_actors`` (default: CPUs - embed
-    CPUs, at least 1) actors of 1 CPU detect; one pool of ``embed_cpus``-CPU actors embeds
-    (default: half the CPUs, at least 1). ``progress``: Ray Data's progress bars (or, when stdout
-    is not a terminal, its progress log lines)."""
+    pyarrow filesystem URI). Returns the shard paths.
+
+    ``fuse`` (default): one pool of :class:`DetectEmbed` actors of ``actor_cpus`` CPUs each
+    (CPUs // actor_cpus of them) does every stage of a chunk. ``fuse=False``: the two-stage
+    layout, ``detect_actors`` :class:`DetectAlign` actors of 1 CPU (default: CPUs - embed CPUs,
+    at least 1) then a pool of :class:`Embed` actors of ``embed_cpus`` CPUs (default: half the
+    CPUs, at least 1). ``progress``: Ray Data's progress bars (or, when stdout is not a terminal,
+    its progress log lines)."""
     ray, owned = _start_ray(address, num_cpus, object_store_mb)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        embed_cpus = embed_cpus or max(1, cpus // 2)
-        detect_actors = detect_actors or max(1, cpus - embed_cpus)
         # one item = one chunk of photos, cut as the local engine cuts them: the same photos meet in
         # one batched detector call, so both engines find bit-identical faces
         chunks = [files[i:i + batch_size] for i in range(0, len(files), batch_size)]
@@ -173,14 +237,27 @@ def ray_rows(files: list[PhotoFile], out_dir: str | os.PathLike, *, model: str, 
         ctx = ray.data.DataContext.get_current()
         shown, ctx.enable_progress_bars = ctx.enable_progress_bars, bool(progress)
         ds = ray.data.from_items(items, override_num_blocks=len(chunks))
-        ds = ds.map_batches(DetectAlign, fn_constructor_kwargs={"model": model}, batch_size=1,
-                            batch_format="pandas", num_cpus=1,
-                            compute=ray.data.ActorPoolStrategy(size=detect_actors))
-        ds = ds.map_batches(Embed, fn_constructor_kwargs={"precision": precision, "threads": embed_cpus},
-                            batch_size=4 * batch_size, batch_format="pandas", num_cpus=embed_cpus,
-                            compute=ray.data.ActorPoolStrategy(size=max(1, (cpus - detect_actors) // embed_cpus)))
+        pool = ray.data.ActorPoolStrategy
+        if fuse:
+            actor_cpus = max(1, min(int(actor_cpus), cpus))
+            actors = max(1, cpus // actor_cpus)
+            ds = ds.map_batches(DetectEmbed, fn_constructor_kwargs={"model": model, "precision": precision,
+                                                                   "threads": actor_cpus},
+                                batch_size=1, batch_format="pandas", num_cpus=actor_cpus, compute=pool(size=actors))
+        else:
+            embed_cpus = embed_cpus or max(1, cpus // 2)
+            detect_actors = detect_actors or max(1, cpus - embed_cpus)
+            ds = ds.map_batches(DetectAlign, fn_constructor_kwargs={"model": model}, batch_size=1,
+                                batch_format="pandas", num_cpus=1, compute=pool(size=detect_actors))
+            embed_actors = max(1, (cpus - detect_actors) // embed_cpus)
+            ds = ds.map_batches(Embed, fn_constructor_kwargs={"precision": precision, "threads": embed_cpus},
+                                batch_size=4 * batch_size, batch_format="pandas", num_cpus=embed_cpus,
+                                compute=pool(size=embed_actors))
+            actors = detect_actors + embed_actors
         try:
-            ds.write_parquet(str(out_dir))
+            # the writer takes no CPU of its own, so it runs while the actors hold every CPU (with
+            # 1 CPU it would wait for the pool to finish, then start new worker processes)
+            ds.write_parquet(str(out_dir), ray_remote_args={"num_cpus": 0}, concurrency=max(1, actors // 8))
         finally:
             ctx.enable_progress_bars = shown
     finally:

@@ -65,6 +65,17 @@ def test_ray_equals_local_on_samples_and_lfw(tmp_path, ray_local):
         assert again.cached == again.photos and again.indexed == 0
 
 
+def test_two_stage_layout_equals_local(tmp_path, ray_local):
+    """fuse=False (DetectAlign actors, then an Embed actor pool) gives the local engine's rows too."""
+    from facekit.scale import index_folder_ray
+
+    rep_l, rows_l = run_local(celebrity_dir(), FaceStore(tmp_path / "local.sqlite3"), keep_rows=True, progress=False)
+    rep_r, rows_r = index_folder_ray(celebrity_dir(), FaceStore(tmp_path / "ray.sqlite3"), keep_rows=True,
+                                     progress=False, fuse=False)
+    assert rep_r.faces == rep_l.faces > 0 and rep_r.indexed == rep_l.indexed
+    _same_rows(rows_l, rows_r)
+
+
 def test_embed_actor_threads_equal_its_cpus():
     """The Embed actor's ONNX Runtime session has intra-op threads = the actor's CPUs, and embeds
     as the Embedder does."""
