@@ -16,22 +16,23 @@ The job:
    filesystem URI: ``s3://``, ``gs://``, ``hdfs://``), hashes, decodes (JPEG draft mode), detects
    (batched), aligns and embeds the crops with the ONNX model, ONNX Runtime's intra-op threads
    equal to the actor's CPUs and TensorFlow's pools sized to them (:func:`limit_tf_threads`);
-3. ``write_parquet`` shards of rows (:data:`facekit.scan.ROW_COLUMNS`: path, content hash, box,
-   landmarks, embedding, model fingerprint), written by a task that takes no CPU, so it runs
-   while the actors hold every CPU;
+3. Parquet shards of rows (:data:`facekit.scan.ROW_COLUMNS`: path, content hash, box,
+   landmarks, embedding, model fingerprint), written by :class:`ShardWriter` actors that take no
+   CPU, so they run while the actors hold every CPU;
 4. the driver ingests the shards into the store (:func:`facekit.scan.ingest_rows`).
 
 Why one fused actor (measured on 2 quiet cores with ``bench/album.py``, 2,000 LFW photos): in the
 two-stage layout (``fuse=False``: ``DetectAlign`` actors, then an ``Embed`` pool fed the crops)
 each stage gets a fixed share of the cores, and the embed stage, 2/3 of the work, bottlenecks its
 share while the other idles: 0.60x the local engine. Fused actors keep every core busy on
-whichever stage its chunk is in and ship no crops between processes: 0.67x (LFW; 0.75x on 12 MP
-JPEGs). Two 1-CPU processes running :class:`DetectEmbed` outside Ray index ~43 photos/s against
-the local engine's ~39 (2 threads per network, stages in turn); in the Ray job the actors take
-8-13 s to start (each boots, imports TensorFlow, loads both models, while Ray's own daemons
-start too) and, on 2,000 photos, ran at ~31 photos/s (not yet explained), so one machine stays
-below the local engine. On a cluster start-up is paid once per actor; ``fuse=False`` stays for
-when embedding should get other resources than detection.
+whichever stage its chunk is in and ship no crops between processes. Why :class:`ShardWriter`
+actors and not Ray Data's ``write_parquet``: its write tasks ran in extra worker processes that
+Ray, past its soft limit of one idle worker per CPU, kills when idle, so every few blocks a fresh
+worker booted and imported pyarrow on the actors' cores (a CPU timeline showed 25 % of the two
+cores lost): 0.67x with it, 0.85x (0.847; 0.72x on 12 MP JPEGs) with the writer actors. What is
+left is start-up: each actor imports TensorFlow (~4.5 s of CPU) and loads both models inside the
+job. On a cluster start-up is paid once per actor; ``fuse=False`` stays for when embedding should
+get other resources than detection.
 
 Stages call the same functions as the local engine, so both produce the same rows (embeddings
 equal to ~1e-6, tested to 1e-5 in tests/test_scale.py).
@@ -43,13 +44,22 @@ import logging
 import os
 import tempfile
 import time
-from pathlib import Path
 
 import numpy as np
 
-from .scan import CHUNK, IndexReport, PhotoFile, detect_align, ingest_rows, list_photos, load, photo_rows, todo_photos
+from .scan import (
+    CHUNK,
+    IndexReport,
+    PhotoFile,
+    detect_align,
+    ingest_rows,
+    list_photos,
+    load,
+    photo_rows,
+    todo_photos,
+)
 
-__all__ = ["index_folder_ray", "ray_rows", "read_shards", "DetectEmbed", "DetectAlign", "Embed"]
+__all__ = ["DetectAlign", "DetectEmbed", "Embed", "ShardWriter", "index_folder_ray", "ray_rows", "read_shards"]
 
 CROP = 160
 
@@ -184,6 +194,36 @@ class Embed:
         return out
 
 
+class ShardWriter:
+    """Ray actor: writes each batch of rows it is given as one Parquet shard under ``out_dir`` (a
+    local folder or a pyarrow filesystem URI) and returns ``(shard, rows)``. An actor, not Ray
+    Data's ``write_parquet`` tasks: those need worker processes beyond the actors', which Ray
+    keeps only up to its soft limit (one per CPU) and kills when idle, so every few blocks a new
+    worker booted and imported pyarrow on the actors' cores (measured: 25 % of 2 cores lost)."""
+
+    def __init__(self, out_dir: str):
+        import pyarrow.fs as pafs
+
+        if "://" in out_dir:
+            self.fs, self.root = pafs.FileSystem.from_uri(out_dir)
+            self.shown = out_dir.rstrip("/")  # what the shard paths are reported as (with the scheme)
+        else:
+            self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(out_dir)
+            self.shown = self.root
+        self.fs.create_dir(self.root, recursive=True)
+
+    def __call__(self, batch):
+        import uuid
+
+        import pandas as pd
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        name = f"{uuid.uuid4().hex}.parquet"
+        pq.write_table(pa.Table.from_pandas(batch, preserve_index=False), f"{self.root}/{name}", filesystem=self.fs)
+        return pd.DataFrame({"shard": [f"{self.shown}/{name}"], "rows": [len(batch)]})
+
+
 def ort_session(path: str | os.PathLike, threads: int):
     """An ONNX Runtime CPU session on a compiled model with ``threads`` intra-op threads (one
     inter-op thread, no spinning: the options of :func:`facekit.embed.ort_session` plus the count)."""
@@ -255,15 +295,16 @@ def ray_rows(files: list[PhotoFile], out_dir: str | os.PathLike, *, model: str, 
                                 compute=pool(size=embed_actors))
             actors = detect_actors + embed_actors
         try:
-            # the writer takes no CPU of its own, so it runs while the actors hold every CPU (with
-            # 1 CPU it would wait for the pool to finish, then start new worker processes)
-            ds.write_parquet(str(out_dir), ray_remote_args={"num_cpus": 0}, concurrency=max(1, actors // 8))
+            # the writers take no CPU of their own, so they run while the actors hold every CPU
+            ds = ds.map_batches(ShardWriter, fn_constructor_kwargs={"out_dir": str(out_dir)}, batch_size=None,
+                                batch_format="pandas", num_cpus=0, compute=pool(size=max(1, actors // 8)))
+            shards = sorted(ds.to_pandas()["shard"].tolist())
         finally:
             ctx.enable_progress_bars = shown
     finally:
         if owned:
             ray.shutdown()
-    return sorted(str(p) for p in Path(out_dir).glob("*.parquet")) if "://" not in str(out_dir) else [str(out_dir)]
+    return shards
 
 
 def read_shards(out_dir: str | os.PathLike) -> list[dict]:
