@@ -29,8 +29,8 @@ whichever stage its chunk is in and ship no crops between processes. Why :class:
 actors and not Ray Data's ``write_parquet``: its write tasks ran in extra worker processes that
 Ray, past its soft limit of one idle worker per CPU, kills when idle, so every few blocks a fresh
 worker booted and imported pyarrow on the actors' cores (a CPU timeline showed 25 % of the two
-cores lost): 0.67x with it, 0.85x (0.847; 0.72x on 12 MP JPEGs) with the writer actors. What is
-left is start-up: each actor imports TensorFlow (~4.5 s of CPU) and loads both models inside the
+cores lost): 0.67x with it, 0.77-0.85x in two runs (0.66-0.72x on 12 MP JPEGs) with the writer
+actors. What is left is start-up: each actor imports TensorFlow (~4.5 s of CPU) and loads both models inside the
 job. On a cluster start-up is paid once per actor; ``fuse=False`` stays for when embedding should
 get other resources than detection.
 
