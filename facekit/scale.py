@@ -146,24 +146,20 @@ class Embed:
 
     ONNX Runtime's intra-op threads equal ``threads`` (the actor's CPUs): left at its default, each
     actor's session would start one thread per core of the node and the pool would oversubscribe
-    it. :class:`facekit.embed.Embedder` has no thread option yet, so on its ONNX Runtime backend
-    the actor opens the same cached model file (:func:`facekit.embed.onnx_path`, or
+    it. :class:`facekit.embed.Embedder` has no thread option, so on its ONNX Runtime backend the
+    actor opens the same cached model file (:func:`facekit.embed.onnx_path`, or
     :func:`facekit.quant.int8_model_path` for int8; both checked against their manifests when
-    loaded) in a session with ``intra_op_num_threads = threads`` (:func:`ort_session`); other
-    backends go through the Embedder."""
+    loaded) in a session with ``threads`` intra-op threads (:func:`facekit.compiled.ort_session`);
+    other backends go through the Embedder."""
 
     def __init__(self, precision: str | None, threads: int):
-        import inspect
-
+        from .compiled import ort_session
         from .embed import Embedder
 
-        kw = {"precision": precision} if precision else {}
         self.threads = max(1, int(threads))
-        if "threads" in inspect.signature(Embedder).parameters:  # a future Embedder(threads=...) does it itself
-            kw["threads"] = self.threads
-        self.emb = Embedder(**kw)
+        self.emb = Embedder(**({"precision": precision} if precision else {}))
         self.session = None
-        if "threads" not in kw and self.emb.backend == "onnxruntime":
+        if self.emb.backend == "onnxruntime":
             if self.emb.precision == "int8":
                 from .quant import int8_model_path
 
@@ -172,7 +168,7 @@ class Embed:
                 from .compiled import onnx_path
 
                 path = onnx_path(self.emb.model_name)
-            self.session = ort_session(path, self.threads)
+            self.session = ort_session(path, threads=self.threads)
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """uint8 crops (N, 160, 160, 3) -> float32 (N, d) unit embeddings."""
@@ -222,20 +218,6 @@ class ShardWriter:
         name = f"{uuid.uuid4().hex}.parquet"
         pq.write_table(pa.Table.from_pandas(batch, preserve_index=False), f"{self.root}/{name}", filesystem=self.fs)
         return pd.DataFrame({"shard": [f"{self.shown}/{name}"], "rows": [len(batch)]})
-
-
-def ort_session(path: str | os.PathLike, threads: int):
-    """An ONNX Runtime CPU session on a compiled model with ``threads`` intra-op threads (one
-    inter-op thread, no spinning: the options of :func:`facekit.embed.ort_session` plus the count)."""
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    so.intra_op_num_threads = max(1, int(threads))
-    so.inter_op_num_threads = 1
-    so.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 
 
 def _start_ray(address: str | None, num_cpus: int | None, object_store_mb: int | None):
