@@ -15,24 +15,26 @@ The job:
    per CPU (``actor_cpus=1``): each actor reads a chunk's bytes (local paths or any pyarrow
    filesystem URI: ``s3://``, ``gs://``, ``hdfs://``), hashes, decodes (JPEG draft mode), detects
    (batched), aligns and embeds the crops with the ONNX model, ONNX Runtime's intra-op threads
-   equal to the actor's CPUs and TensorFlow's pools sized to them (:func:`limit_tf_threads`);
-3. Parquet shards of rows (:data:`facekit.scan.ROW_COLUMNS`: path, content hash, box,
-   landmarks, embedding, model fingerprint), written by :class:`ShardWriter` actors that take no
-   CPU, so they run while the actors hold every CPU;
-4. the driver ingests the shards into the store (:func:`facekit.scan.ingest_rows`).
+   equal to the actor's CPUs and TensorFlow's pools sized to them (:func:`limit_tf_threads`), and
+   writes the chunk's rows (:data:`facekit.scan.ROW_COLUMNS`: path, content hash, box, landmarks,
+   embedding, model fingerprint) as one Parquet shard (:class:`Shards`); only the shard's name
+   leaves the actor;
+3. the driver commits each shard to the store as it arrives (:func:`facekit.scan.ingest_rows`,
+   one transaction per photo), while the actors go on: Ctrl-C keeps what was committed.
 
 Why one fused actor (measured on 2 quiet cores with ``bench/album.py``, 2,000 LFW photos): in the
 two-stage layout (``fuse=False``: ``DetectAlign`` actors, then an ``Embed`` pool fed the crops)
 each stage gets a fixed share of the cores, and the embed stage, 2/3 of the work, bottlenecks its
 share while the other idles: 0.60x the local engine. Fused actors keep every core busy on
-whichever stage its chunk is in and ship no crops between processes. Why :class:`ShardWriter`
-actors and not Ray Data's ``write_parquet``: its write tasks ran in extra worker processes that
-Ray, past its soft limit of one idle worker per CPU, kills when idle, so every few blocks a fresh
-worker booted and imported pyarrow on the actors' cores (a CPU timeline showed 25 % of the two
-cores lost): 0.67x with it, 0.77-0.85x in two runs (0.66-0.72x on 12 MP JPEGs) with the writer
-actors. What is left is start-up: each actor imports TensorFlow (~4.5 s of CPU) and loads both models inside the
-job. On a cluster start-up is paid once per actor; ``fuse=False`` stays for when embedding should
-get other resources than detection.
+whichever stage its chunk is in and ship no crops between processes. Why the actors write their
+own shards: Ray Data's ``write_parquet`` tasks ran in extra worker processes that Ray, past its
+soft limit of one idle worker per CPU, kills when idle, so every few blocks a fresh worker booted
+and imported pyarrow on the actors' cores (a CPU timeline showed 25 % of the two cores lost:
+0.67x); separate writer actors fixed that (0.77-0.85x) but still cost a process start and a
+pandas-Arrow round trip per chunk (4.6 s of CPU per 2,000 photos) and delayed the actors' start.
+What is left is start-up: each actor imports Ray, TensorFlow and pyarrow (~5.5 s of CPU) and
+loads both models inside the job. On a cluster start-up is paid once per actor; ``fuse=False``
+stays for when embedding should get other resources than detection.
 
 Stages call the same functions as the local engine, so both produce the same rows (embeddings
 equal to ~1e-6, tested to 1e-5 in tests/test_scale.py).
@@ -44,6 +46,7 @@ import logging
 import os
 import tempfile
 import time
+from typing import Iterator
 
 import numpy as np
 
@@ -59,7 +62,8 @@ from .scan import (
     todo_photos,
 )
 
-__all__ = ["DetectAlign", "DetectEmbed", "Embed", "ShardWriter", "index_folder_ray", "ray_rows", "read_shards"]
+__all__ = ["DetectAlign", "DetectEmbed", "Embed", "Shards", "index_folder_ray", "ray_shards", "read_shard",
+           "read_shards", "row_schema"]
 
 CROP = 160
 
@@ -119,18 +123,18 @@ class DetectAlign:
 
 
 class DetectEmbed(DetectAlign):
-    """Ray actor of the fused job: photo paths in, finished rows out (read, hash, decode, detect,
-    align, then embed the chunk's crops in the same process: no crop leaves the actor). ONNX
-    Runtime's intra-op threads equal ``threads`` (the actor's CPUs); TensorFlow's pools are sized
-    to them (:func:`limit_tf_threads`)."""
+    """Ray actor of the fused job: photo paths in, one Parquet shard per chunk out (read, hash,
+    decode, detect, align, embed the chunk's crops, write its rows: nothing but the shard's name
+    leaves the actor). ONNX Runtime's intra-op threads equal ``threads`` (the actor's CPUs);
+    TensorFlow's pools are sized to them (:func:`limit_tf_threads`)."""
 
-    def __init__(self, model: str, precision: str | None, threads: int = 1, max_side: int | None = 1280):
+    def __init__(self, model: str, precision: str | None, out_dir: str, threads: int = 1,
+                 max_side: int | None = 1280):
         super().__init__(model, max_side, threads)
         self.embedder = Embed(precision, threads)
+        self.shards = Shards(out_dir)
 
-    def __call__(self, batch):
-        import pandas as pd
-
+    def __call__(self, batch) -> dict[str, np.ndarray]:
         got = self.photos(batch)
         crops = [c for *_, c in got if len(c)]
         emb = self.embedder.embed(np.concatenate(crops)) if crops else None
@@ -138,7 +142,7 @@ class DetectEmbed(DetectAlign):
         for f, sha, err, faces, _ in got:
             rows += photo_rows(f, sha, faces, None if emb is None else emb[k:k + len(faces)], self.model, err)
             k += len(faces)
-        return pd.DataFrame(rows)
+        return self.shards.write(rows)
 
 
 class Embed:
@@ -152,7 +156,7 @@ class Embed:
     loaded) in a session with ``threads`` intra-op threads (:func:`facekit.compiled.ort_session`);
     other backends go through the Embedder."""
 
-    def __init__(self, precision: str | None, threads: int):
+    def __init__(self, precision: str | None, threads: int, out_dir: str | None = None):
         from .compiled import ort_session
         from .embed import Embedder
 
@@ -169,6 +173,7 @@ class Embed:
 
                 path = onnx_path(self.emb.model_name)
             self.session = ort_session(path, threads=self.threads)
+        self.shards = Shards(out_dir) if out_dir else None
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
         """uint8 crops (N, 160, 160, 3) -> float32 (N, d) unit embeddings."""
@@ -179,6 +184,8 @@ class Embed:
         return np.concatenate(out).astype(np.float32, copy=False)
 
     def __call__(self, batch):
+        """Rows with a ``crop`` (two-stage layout) in; with ``out_dir``: one shard written, its
+        ``{"shard", "rows"}`` out; without: the rows with their embeddings, crops dropped."""
         has = batch["face"].to_numpy() >= 0
         emb = [None] * len(batch)
         if has.any():
@@ -187,15 +194,28 @@ class Embed:
                 emb[i] = e.tolist()
         out = batch.drop(columns=["crop"])
         out["embedding"] = emb
-        return out
+        return self.shards.write(out) if self.shards else out
 
 
-class ShardWriter:
-    """Ray actor: writes each batch of rows it is given as one Parquet shard under ``out_dir`` (a
-    local folder or a pyarrow filesystem URI) and returns ``(shard, rows)``. An actor, not Ray
-    Data's ``write_parquet`` tasks: those need worker processes beyond the actors', which Ray
-    keeps only up to its soft limit (one per CPU) and kills when idle, so every few blocks a new
-    worker booted and imported pyarrow on the actors' cores (measured: 25 % of 2 cores lost)."""
+def row_schema():
+    """The Arrow schema of a shard (:data:`facekit.scan.ROW_COLUMNS`; embeddings float32). Fixed,
+    so that a shard whose photos have no face (null box, landmarks and embedding) has the same
+    schema as every other shard."""
+    import pyarrow as pa
+
+    return pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()), ("sha256", pa.string()),
+                      ("face", pa.int64()), ("box", pa.list_(pa.float64())), ("landmarks", pa.list_(pa.float64())),
+                      ("confidence", pa.float64()), ("embedding", pa.list_(pa.float32())), ("model", pa.string()),
+                      ("error", pa.string())])
+
+
+class Shards:
+    """Where an actor writes its Parquet shards: ``out_dir``, a local folder or a pyarrow filesystem
+    URI (``s3://bucket/run``). Each :meth:`write` is one new file with a fresh UUID name, so no
+    shard is ever overwritten. The actor that finishes a chunk's rows writes them: no row crosses
+    a process, and no extra worker process is needed (Ray Data's ``write_parquet`` tasks ran in
+    workers beyond the actors', which Ray kills when idle past its soft limit of one per CPU; a
+    CPU timeline showed reboots costing 25 % of 2 cores)."""
 
     def __init__(self, out_dir: str):
         import pyarrow.fs as pafs
@@ -207,17 +227,30 @@ class ShardWriter:
             self.fs, self.root = pafs.LocalFileSystem(), os.path.abspath(out_dir)
             self.shown = self.root
         self.fs.create_dir(self.root, recursive=True)
+        self.schema = row_schema()
 
-    def __call__(self, batch):
+    def write(self, rows) -> dict[str, np.ndarray]:
+        """Write ``rows`` (a list of row dicts, or a pandas DataFrame of them) as one shard;
+        returns the one-row batch ``{"shard": [uri], "rows": [n]}``."""
         import uuid
 
-        import pandas as pd
         import pyarrow as pa
         import pyarrow.parquet as pq
 
         name = f"{uuid.uuid4().hex}.parquet"
-        pq.write_table(pa.Table.from_pandas(batch, preserve_index=False), f"{self.root}/{name}", filesystem=self.fs)
-        return pd.DataFrame({"shard": [f"{self.shown}/{name}"], "rows": [len(batch)]})
+        table = (pa.Table.from_pylist(rows, schema=self.schema) if isinstance(rows, list)
+                 else pa.Table.from_pandas(rows, schema=self.schema, preserve_index=False))
+        pq.write_table(table, f"{self.root}/{name}", filesystem=self.fs)
+        return {"shard": np.array([f"{self.shown}/{name}"]), "rows": np.array([len(rows)])}
+
+
+def read_shard(shard: str) -> list[dict]:
+    """The rows of one Parquet shard (a local path or a pyarrow filesystem URI)."""
+    import pyarrow.fs as pafs
+    import pyarrow.parquet as pq
+
+    fs, path = (pafs.FileSystem.from_uri(shard) if "://" in shard else (None, shard))
+    return pq.read_table(path, filesystem=fs, schema=row_schema()).to_pylist()
 
 
 def _start_ray(address: str | None, num_cpus: int | None, object_store_mb: int | None):
@@ -235,19 +268,21 @@ def _start_ray(address: str | None, num_cpus: int | None, object_store_mb: int |
     return ray, True
 
 
-def ray_rows(files: list[PhotoFile], out_dir: str | os.PathLike, *, model: str, precision: str | None = None,
-             address: str | None = None, num_cpus: int | None = None, fuse: bool = True, actor_cpus: int = 1,
-             detect_actors: int | None = None, embed_cpus: int | None = None, batch_size: int = CHUNK,
-             object_store_mb: int | None = None, progress: bool = True) -> list[str]:
-    """Run the Ray Data job over ``files`` and write Parquet shards to ``out_dir`` (local path or a
-    pyarrow filesystem URI). Returns the shard paths.
+def ray_shards(files: list[PhotoFile], out_dir: str | os.PathLike, *, model: str, precision: str | None = None,
+               address: str | None = None, num_cpus: int | None = None, fuse: bool = True, actor_cpus: int = 1,
+               detect_actors: int | None = None, embed_cpus: int | None = None, batch_size: int = CHUNK,
+               object_store_mb: int | None = None, progress: bool = True) -> Iterator[str]:
+    """Run the Ray Data job over ``files``, writing Parquet shards to ``out_dir`` (local path or a
+    pyarrow filesystem URI); yields each shard's path as soon as it is written, so the caller can
+    commit it while the job goes on. The Ray instance it started (no ``address``) is shut down
+    when the generator finishes or is closed.
 
     ``fuse`` (default): one pool of :class:`DetectEmbed` actors of ``actor_cpus`` CPUs each
-    (CPUs // actor_cpus of them) does every stage of a chunk. ``fuse=False``: the two-stage
-    layout, ``detect_actors`` :class:`DetectAlign` actors of 1 CPU (default: CPUs - embed CPUs,
-    at least 1) then a pool of :class:`Embed` actors of ``embed_cpus`` CPUs (default: half the
-    CPUs, at least 1). ``progress``: Ray Data's progress bars (or, when stdout is not a terminal,
-    its progress log lines)."""
+    (CPUs // actor_cpus of them) does every stage of a chunk and writes its shard. ``fuse=False``:
+    the two-stage layout, ``detect_actors`` :class:`DetectAlign` actors of 1 CPU (default: CPUs -
+    embed CPUs, at least 1) then a pool of :class:`Embed` actors of ``embed_cpus`` CPUs (default:
+    half the CPUs, at least 1) that embed and write. ``progress``: Ray Data's progress bars (or,
+    when stdout is not a terminal, its progress log lines)."""
     ray, owned = _start_ray(address, num_cpus, object_store_mb)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
@@ -260,44 +295,37 @@ def ray_rows(files: list[PhotoFile], out_dir: str | os.PathLike, *, model: str, 
         shown, ctx.enable_progress_bars = ctx.enable_progress_bars, bool(progress)
         ds = ray.data.from_items(items, override_num_blocks=len(chunks))
         pool = ray.data.ActorPoolStrategy
+        out = str(out_dir)
         if fuse:
             actor_cpus = max(1, min(int(actor_cpus), cpus))
-            actors = max(1, cpus // actor_cpus)
             ds = ds.map_batches(DetectEmbed, fn_constructor_kwargs={"model": model, "precision": precision,
-                                                                   "threads": actor_cpus},
-                                batch_size=1, batch_format="pandas", num_cpus=actor_cpus, compute=pool(size=actors))
+                                                                   "out_dir": out, "threads": actor_cpus},
+                                batch_size=1, batch_format="pandas", num_cpus=actor_cpus,
+                                compute=pool(size=max(1, cpus // actor_cpus)))
         else:
             embed_cpus = embed_cpus or max(1, cpus // 2)
             detect_actors = detect_actors or max(1, cpus - embed_cpus)
             ds = ds.map_batches(DetectAlign, fn_constructor_kwargs={"model": model}, batch_size=1,
                                 batch_format="pandas", num_cpus=1, compute=pool(size=detect_actors))
-            embed_actors = max(1, (cpus - detect_actors) // embed_cpus)
-            ds = ds.map_batches(Embed, fn_constructor_kwargs={"precision": precision, "threads": embed_cpus},
+            ds = ds.map_batches(Embed, fn_constructor_kwargs={"precision": precision, "threads": embed_cpus,
+                                                             "out_dir": out},
                                 batch_size=4 * batch_size, batch_format="pandas", num_cpus=embed_cpus,
-                                compute=pool(size=embed_actors))
-            actors = detect_actors + embed_actors
+                                compute=pool(size=max(1, (cpus - detect_actors) // embed_cpus)))
         try:
-            # the writers take no CPU of their own, so they run while the actors hold every CPU
-            ds = ds.map_batches(ShardWriter, fn_constructor_kwargs={"out_dir": str(out_dir)}, batch_size=None,
-                                batch_format="pandas", num_cpus=0, compute=pool(size=max(1, actors // 8)))
-            shards = sorted(ds.to_pandas()["shard"].tolist())
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                yield from (str(s) for s in batch["shard"])
         finally:
             ctx.enable_progress_bars = shown
     finally:
         if owned:
             ray.shutdown()
-    return shards
 
 
 def read_shards(out_dir: str | os.PathLike) -> list[dict]:
-    """The rows of the Parquet shards under ``out_dir`` (pyarrow; any pyarrow filesystem URI)."""
+    """The rows of all the Parquet shards under ``out_dir`` (pyarrow; any pyarrow filesystem URI)."""
     import pyarrow.dataset as pads
 
-    rows = pads.dataset(str(out_dir), format="parquet").to_table().to_pylist()
-    for r in rows:
-        for k in ("size", "mtime_ns", "face"):
-            r[k] = int(r[k])
-    return rows
+    return pads.dataset(str(out_dir), format="parquet", schema=row_schema()).to_table().to_pylist()
 
 
 def index_folder_ray(root: str | os.PathLike, store, *, address: str | None = None, num_cpus: int | None = None,
@@ -321,11 +349,19 @@ def index_folder_ray(root: str | os.PathLike, store, *, address: str | None = No
         with tempfile.TemporaryDirectory(prefix="facekit-shards-") as tmp:
             shards = shards or os.environ.get("FACEKIT_SHARDS")
             out = f"{str(shards).rstrip('/')}/run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" if shards else tmp
-            ray_rows(todo, out, model=model, precision=precision, address=address, num_cpus=num_cpus,
-                     progress=progress, **job)
-            rows = read_shards(out)
-        t = time.perf_counter()
-        ingest_rows(store, rows, report)
-        report.stage_s["store"] = time.perf_counter() - t
+            stream = ray_shards(todo, out, model=model, precision=precision, address=address, num_cpus=num_cpus,
+                                progress=progress, **job)
+            try:
+                for shard in stream:  # commit each shard as it arrives: Ctrl-C keeps what was committed
+                    got = read_shard(shard)
+                    t = time.perf_counter()
+                    ingest_rows(store, got, report)
+                    report.stage_s["store"] += time.perf_counter() - t
+                    if keep_rows:
+                        rows += got
+            except KeyboardInterrupt:
+                report.interrupted = True
+            finally:
+                stream.close()  # stops the job and shuts down the Ray instance it started
     report.seconds = time.perf_counter() - t0
     return (report, rows) if keep_rows else report

@@ -113,3 +113,47 @@ def test_photos_under_a_filesystem_uri(tmp_path):
     assert emb(rows_u) == emb(rows_p)
     with pytest.raises(FileNotFoundError):
         list_photos(uri + "/nope")
+
+
+def test_faceless_and_broken_photos_and_interrupt(tmp_path, ray_local):
+    """A chunk of only face-less or unreadable photos writes a shard with the same schema as the
+    others; the broken photo is reported, not cached. Ctrl-C while shards are being committed
+    keeps what was committed, and the instance runs the next job."""
+    import shutil
+
+    from PIL import Image
+
+    from facekit.scale import index_folder_ray, read_shards
+
+    d = tmp_path / "photos"
+    d.mkdir()
+    for p in sorted(celebrity_dir().rglob("*.jpg"))[:4]:
+        shutil.copy(p, d / p.name)
+    Image.new("RGB", (200, 160), (120, 130, 140)).save(d / "zz_blank.jpg")
+    (d / "zz_broken.jpg").write_bytes(b"not a jpeg at all")
+    store = FaceStore(tmp_path / "s.sqlite3")
+    rep, rows = index_folder_ray(d, store, keep_rows=True, shards=tmp_path / "sh", batch_size=2, progress=False)
+    assert rep.photos == 6 and rep.indexed == 5 and rep.no_face == 1 and rep.faces >= 4
+    assert [p for p, _ in rep.failed] == [str(d / "zz_broken.jpg")] and rep.failed[0][1]
+    (run,) = (tmp_path / "sh").glob("run-*")
+    assert len(list(run.glob("*.parquet"))) == 3  # one shard per chunk of 2
+    back = read_shards(run)  # one schema across shards, the all-null one included
+    assert sorted((r["path"], r["face"]) for r in back) == sorted((r["path"], r["face"]) for r in rows)
+    last = [r for r in back if r["path"].endswith("zz_blank.jpg")]
+    assert last[0]["face"] == -1 and last[0]["embedding"] is None and last[0]["error"] is None
+
+    class Interrupting(FaceStore):
+        puts = 0
+
+        def put_photo(self, *a, **k):
+            if Interrupting.puts == 3:
+                raise KeyboardInterrupt
+            Interrupting.puts += 1
+            return super().put_photo(*a, **k)
+
+    cut = Interrupting(tmp_path / "cut.sqlite3")
+    rep = index_folder_ray(d, cut, batch_size=1, progress=False)
+    assert rep.interrupted and rep.indexed == 3
+    assert len(FaceStore(tmp_path / "cut.sqlite3").photo_index(rows[0]["model"])) == 3  # committed, kept
+    again = index_folder_ray(d, FaceStore(tmp_path / "cut.sqlite3"), batch_size=2, progress=False)
+    assert again.cached == 3 and again.indexed == 2 and len(again.failed) == 1 and not again.interrupted
