@@ -157,3 +157,32 @@ def test_faceless_and_broken_photos_and_interrupt(tmp_path, ray_local):
     assert len(FaceStore(tmp_path / "cut.sqlite3").photo_index(rows[0]["model"])) == 3  # committed, kept
     again = index_folder_ray(d, FaceStore(tmp_path / "cut.sqlite3"), batch_size=2, progress=False)
     assert again.cached == 3 and again.indexed == 2 and len(again.failed) == 1 and not again.interrupted
+
+
+def test_cli_index_engine_ray(tmp_path, capsys, ray_local):
+    """`facekit index DIR --engine ray --json` on real photos: JSON parses, the same counts as the
+    local engine, exit 0; a broken photo exits 1 and is named; a re-run only finds cached photos."""
+    import json
+    import shutil
+
+    from facekit.cli import EXIT_FAILED, EXIT_OK, main
+
+    d = tmp_path / "album"
+    d.mkdir()
+    for p in sorted(celebrity_dir().rglob("*.jpg"))[:5]:
+        shutil.copy(p, d / p.name)
+
+    def index(engine, store, *extra):
+        code = main(["index", str(d), "--engine", engine, "--store", str(store), "--json", "-q", *extra])
+        return code, json.loads(capsys.readouterr().out)
+
+    code, local = index("local", tmp_path / "l.sqlite3")
+    code_r, ray = index("ray", tmp_path / "r.sqlite3", "--shards", str(tmp_path / "sh"))
+    assert code == code_r == EXIT_OK
+    assert ray["rows"][0]["engine"] == "ray" and ray["rows"][0]["indexed"] == local["rows"][0]["indexed"] == 5
+    assert ray["rows"][0]["faces"] == local["rows"][0]["faces"] >= 5
+    assert len(list((tmp_path / "sh").glob("run-*/*.parquet"))) >= 1
+    (d / "broken.jpg").write_bytes(b"not a jpeg")
+    code, again = index("ray", tmp_path / "r.sqlite3")
+    assert code == EXIT_FAILED and again["failed"][0]["path"].endswith("broken.jpg")
+    assert again["rows"][0]["cached"] == 5 and again["rows"][0]["indexed"] == 0
