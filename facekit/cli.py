@@ -250,15 +250,16 @@ def _gallery_from_known(known: str, args, out: Outcome):
 
 def cmd_identify(args, out: Outcome) -> int:
     from .identify import default_threshold
-    from .index import GalleryIndex
 
     emb = _embedder(args)
     if args.known:
         index = _gallery_from_known(args.known, args, out)
         targets = [args.unknown] if args.unknown else args.photos
     else:
+        from .gallery_file import gallery_from_store
+
         store = _store(args)
-        index = GalleryIndex.from_store(store, emb)
+        index = gallery_from_store(store, emb)  # a large gallery's trained index is kept between runs
         targets = args.photos
     if not targets:
         raise ValueError("identify needs PHOTO... or DIR (or --known DIR --unknown DIR)")

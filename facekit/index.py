@@ -17,17 +17,13 @@ inverted file with compressed codes and an exact re-ranking step:
 4. the :data:`K_FACTOR` x k best codes are re-ranked with their exact float32 vectors, so the
    distances returned are exact.
 
-Why not HNSW, the graph that is the usual first choice (``bench/gallery.py``: real LFW queries
-against galleries of LFW + synthetic faces with LFW's distance statistics, 2 quiet cores, one query
-at a time)? At 1M faces an HNSW graph (M=32, efConstruction 40) took 147 s to build, 0.77 GB, and
-reached only 0.964 of exact search's rank-1 identification rate at 1.2 ms a query (efSearch 128;
-0.93 at efSearch 64): a query wanders a graph of vectors that are all about equally far apart in
-128-D, and each step is a cache miss on a 512-byte vector. The inverted file reads 16-byte codes
-sequentially instead: trained in 65 s, 0.67 GB, 0.995 of exact at 0.31 ms for a full search and
-0.996 at 0.15 ms (142x exact search's 20.6 ms) for identification, which stops early (below). Its
-price: a face's nearest face is often not in the nearest lists (the data has weak cluster
-structure), so a full search scans ~16 % of the codes and its cost grows ~linearly with N (past
-~10M faces, shard the gallery).
+Why not HNSW, the usual first choice (``bench/gallery.py``, 1M faces, 2 quiet cores, one query
+at a time)? The graph (M=32) took 147 s to build, 0.77 GB, and reached only 0.964 of exact
+search's rank-1 identification rate at 1.2 ms a query: in 128-D every face is about equally far
+from every other, and each graph step is a cache miss. The inverted file reads 16-byte codes
+sequentially: trained in 65 s, 0.67 GB, 0.996 of exact at 0.15 ms for identification (142x exact
+search's 20.6 ms). Its price: a face's nearest face is often not in the nearest lists (weak
+cluster structure), so a full search scans ~16 % of the codes (past ~10M faces, shard the gallery).
 
 Identification (:meth:`GalleryIndex.identify`) first visits only :data:`FIRST_SHARE` of the lists
 and stops there for a query that has found a face within :data:`STOP_SHARE` x its threshold: a
@@ -42,13 +38,11 @@ gone ones). New faces go into the trained lists; once the gallery has grown
 (which are skipped at search time), it is rebuilt. Distances are squared L2 in [0, 4], as
 everywhere in facekit.
 
-Threads: FAISS parallelises with OpenMP. On a busy machine an OpenMP team whose threads are
-descheduled waits at every barrier (a 10k build took 3.8 s with 2 threads vs 1.7 s with 1 on a
-loaded 2-core machine), so each FAISS call runs with an explicit thread count (restored
-afterwards, so other FAISS users in the process are unaffected): ``threads`` (default: the CPUs
-this process may use) for training, adding and batch searches, and for one query on galleries of
-at least :data:`PARALLEL_MIN` faces (split over the probed lists, FAISS's ``implem`` 15); one
-thread otherwise.
+Threads: each FAISS call runs with an explicit OpenMP thread count, restored afterwards
+(:func:`faiss_threads`; on a busy machine a team whose threads are descheduled waits at every
+barrier): ``threads`` (default: this process's CPUs) for training, adding, batch searches and one
+query on galleries of at least :data:`PARALLEL_MIN` faces (FAISS's ``implem`` 15); one otherwise.
+A trained index is saved between runs by :mod:`facekit.gallery_file` (``facekit identify``).
 """
 
 from __future__ import annotations
@@ -61,23 +55,9 @@ import numpy as np
 
 from .records import unit_rows
 
-__all__ = [
-    "EXACT_MAX",
-    "FIRST_SHARE",
-    "K_FACTOR",
-    "MIN_PROBES",
-    "PARALLEL_MIN",
-    "PQ_M",
-    "PROBE_SHARE",
-    "SERIAL_QUERIES",
-    "STOP_SHARE",
-    "GalleryIndex",
-    "cpu_count",
-    "exact_search",
-    "factory_string",
-    "faiss_threads",
-    "nlist_for",
-]
+__all__ = ["EXACT_MAX", "FIRST_SHARE", "K_FACTOR", "MIN_PROBES", "PARALLEL_MIN", "PQ_M", "PROBE_SHARE",
+           "SERIAL_QUERIES", "STOP_SHARE", "GalleryIndex", "cpu_count", "exact_search", "factory_string",
+           "faiss_threads", "nlist_for"]
 
 #: galleries up to this many faces are searched exactly (numpy); beyond it, the FAISS inverted file.
 #: bench/gallery.py: exact search of 10k faces takes ~0.1 ms for one query on 2 cores, 100k ~2 ms.
@@ -257,17 +237,19 @@ class GalleryIndex:
 
     def names_of(self, ids: np.ndarray) -> list[str]:
         """Names of face ids (``""`` for -1 or an id not in the index)."""
+        node = self._nodes_of(ids)
+        return [self._names[self._codes[n]] if n >= 0 else "" for n in node.tolist()]
+
+    def _nodes_of(self, ids) -> np.ndarray:
+        """Row (exact) or FAISS node of each live face id, -1 where absent."""
         ids = np.asarray(ids, np.int64).ravel()
         if self._order is None:  # sorted view of the live ids, kept until the next add/remove
             live = np.flatnonzero(self._alive)
             self._order = live[np.argsort(self._ids[live], kind="stable")]
-        order = self._order
-        if not len(order):
-            return [""] * len(ids)
-        pos = np.clip(np.searchsorted(self._ids[order], ids), 0, len(order) - 1)
-        node = order[pos]
-        return [self._names[c] if i == j else "" for i, j, c in zip(ids.tolist(), self._ids[node].tolist(),
-                                                                   self._codes[node].tolist())]
+        if not len(self._order):
+            return np.full(len(ids), -1, np.int64)
+        node = self._order[np.clip(np.searchsorted(self._ids[self._order], ids), 0, len(self._order) - 1)]
+        return np.where(self._ids[node] == ids, node, -1)
 
     # -- building ------------------------------------------------------------------------
     @classmethod
@@ -324,13 +306,23 @@ class GalleryIndex:
         return n
 
     def sync(self, store, model=None) -> tuple[int, int]:
-        """Follow the store: add the faces it has that the index lacks, remove those it no longer
-        has (after ``forget``). Returns ``(added, removed)``."""
+        """Follow the store: add the faces the index lacks, remove those gone (``forget``); an id
+        the store gave another face (SQLite reuses the largest id after a delete) is both.
+        Returns ``(added, removed)``."""
         x, names, ids = store.embeddings(model)
         ids = np.asarray(ids, np.int64)
-        removed = self.remove(self._ids[self._alive][~np.isin(self._ids[self._alive], ids)])
-        new = ~np.isin(ids, self._ids[self._alive])
-        self.add(x[new], ids[new], [n for n, m in zip(names, new) if m])
+        node = self._nodes_of(ids)
+        both = np.flatnonzero(node >= 0)
+        if len(both):  # ids both have: the same face only if the same vector and the same name
+            have = self._x[node[both]] if self._ann is None else self._ann.refine_index.reconstruct_batch(node[both])
+            same = np.abs(have - (x if len(both) == len(x) else x[both])).max(axis=1) <= 1e-6
+            same &= self._codes[node[both]] == [self._code_of.get(names[i], -1) for i in both.tolist()]
+            node[both[~same]] = -1
+        kept = np.zeros(len(self._ids), bool)
+        kept[node[node >= 0]] = True
+        removed = self.remove(self._ids[self._alive & ~kept])
+        new = node < 0
+        self.add(x[new], ids[new], [n for n, m in zip(names, new.tolist()) if m])
         return int(new.sum()), removed
 
     def _code(self, name: str) -> int:
@@ -366,6 +358,35 @@ class GalleryIndex:
         index.k_factor = K_FACTOR
         self._ann, self._ivf, self._trained_n = index, ivf, n
         self._x = np.zeros((0, self.dim), np.float32)  # FAISS holds the vectors now
+
+    # -- state (the pickle protocol; facekit.gallery_file keeps it in an .npz, no pickle) ---
+    def __getstate__(self) -> dict:
+        """Arrays and numbers only: the FAISS index serialised (IVF mode) or the vectors (exact)."""
+        import faiss
+
+        ann = np.zeros(0, np.uint8) if self._ann is None else faiss.serialize_index(self._ann)
+        return {"dim": self.dim, "exact_max": self.exact_max, "nprobe": self._nprobe or 0, "x": self._x,
+                "ids": self._ids, "codes": self._codes, "alive": self._alive, "names": np.array(self._names, str),
+                "ann": ann, "trained_n": self._trained_n}
+
+    def __setstate__(self, state: dict) -> None:
+        import faiss
+
+        self.__init__(int(state["dim"]), exact_max=int(state["exact_max"]), nprobe=int(state["nprobe"]) or None)
+        self._x = np.asarray(state["x"], np.float32).reshape(-1, self.dim)
+        self._ids, self._codes = np.asarray(state["ids"], np.int64), np.asarray(state["codes"], np.int32)
+        self._alive = np.asarray(state["alive"], bool)
+        self._names = [str(n) for n in state["names"]]
+        self._code_of = {n: i for i, n in enumerate(self._names)}
+        self._dead = int((~self._alive).sum())
+        if len(state["ann"]):
+            self._ann = faiss.deserialize_index(np.asarray(state["ann"], np.uint8))
+            self._ivf = faiss.downcast_index(faiss.extract_index_ivf(self._ann))
+            self._trained_n = int(state["trained_n"])
+        n = len(self._x) if self._ann is None else self._ann.ntotal
+        if not (len(self._ids) == len(self._codes) == len(self._alive) == n) or (
+                len(self._codes) and self._codes.max() >= len(self._names)):
+            raise ValueError("inconsistent gallery index state")
 
     # -- search --------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int = 1, *, stop_within: float | None = None

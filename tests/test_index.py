@@ -153,3 +153,75 @@ def test_identification_stops_early_without_changing_who():
     assert np.mean(exact_who == q_who) > 0.9  # (and exact search mostly finds the right person)
     got, _ = index.identify(q, threshold=0.8)  # stops within 0.625 x 0.8 = 0.5
     assert np.mean(np.asarray(got) == np.asarray(index.names_of(early_ids[:, 0]))) >= 0.99
+
+
+@pytest.mark.parametrize("exact_max", [20_000, 0])
+def test_sync_catches_a_reused_face_id(tmp_path, exact_max):
+    """SQLite gives a new face the largest id again after that face was deleted: sync must treat
+    the id as a new face (new vector, new name), in exact and in IVF mode."""
+    from facekit.store import FaceStore
+
+    rng = np.random.default_rng(3)
+    x, _ = _faces(1_300, rng, people=40)
+    store = FaceStore(tmp_path / "faces.sqlite3")
+    store.add_faces("ada", x[:1_200], model="m")
+    store.add_faces("bob", x[1_200:1_250], model="m")
+    index = GalleryIndex.from_store(store, "m", exact_max=exact_max)
+    assert index.kind == ("exact" if exact_max else "ivf")
+    old_ids = store.embeddings("m")[2]
+    store.forget("bob")
+    store.add_faces("cy", x[1_250:1_300], model="m")
+    reused = np.intersect1d(old_ids, store.embeddings("m")[2][-50:])
+    assert len(reused) > 0, "this test needs SQLite to reuse ids"
+    assert index.sync(store, "m") == (50, 50)
+    names, d = index.identify(x[1_250:1_300], threshold=1e-4)
+    assert names == ["cy"] * 50 and np.all(d < 1e-4)
+    assert "bob" not in index.identify(x[1_200:1_250], threshold=1e-4)[0]
+
+
+def test_saved_gallery_round_trip_sync_and_damage(tmp_path, monkeypatch):
+    """A trained index saved by gallery_from_store is loaded without training, follows the store
+    (enrol, forget), answers like a fresh build, and a damaged file is rebuilt with a warning."""
+    import faiss
+
+    from facekit.gallery_file import gallery_from_store, load_gallery
+    from facekit.store import FaceStore
+
+    rng = np.random.default_rng(4)
+    x, who = _faces(3_000, rng, people=300)
+    store = FaceStore(tmp_path / "faces.sqlite3")
+    for p in range(250):
+        store.add_faces(f"p{p}", x[who == p], model="m")
+    path = tmp_path / "gallery.npz"
+    first = gallery_from_store(store, "m", path=path, exact_max=1_000)
+    assert first.kind == "ivf" and path.exists()
+    q = x[:200]
+    want = first.search(q, 3)
+
+    def no_training(*a, **k):
+        raise AssertionError("the saved index was trained again")
+
+    with monkeypatch.context() as m:
+        m.setattr(faiss, "index_factory", no_training)
+        again = gallery_from_store(store, "m", path=path, exact_max=1_000)
+        assert again.kind == "ivf" and again.description == first.description
+        np.testing.assert_array_equal(again.search(q, 3)[1], want[1])
+        assert load_gallery(path).ids.tolist() == first.ids.tolist()
+        # the store changes between runs: the loaded index follows it
+        store.forget("p0")
+        for p in range(250, 300):
+            store.add_faces(f"p{p}", x[who == p], model="m")
+        synced = gallery_from_store(store, "m", path=path, exact_max=1_000)
+    fresh = GalleryIndex.from_store(store, "m", exact_max=1_000)
+    assert synced.ids.tolist() == fresh.ids.tolist() == sorted(store.embeddings("m")[2].tolist())
+    late = np.flatnonzero(who >= 250)
+    assert synced.identify(x[late], 1e-4)[0] == [f"p{w}" for w in who[late]]
+    assert "p0" not in synced.identify(x[who == 0], 1e-4)[0]
+    assert load_gallery(path).ids.tolist() == synced.ids.tolist()  # saved again after the change
+    path.write_bytes(path.read_bytes()[:5_000])  # damaged (a crash cannot do this: writes are atomic)
+    with pytest.warns(UserWarning, match="not a readable gallery index"):
+        rebuilt = gallery_from_store(store, "m", path=path, exact_max=1_000)
+    assert rebuilt.ids.tolist() == fresh.ids.tolist() and load_gallery(path).kind == "ivf"
+    with pytest.raises(ValueError, match=str(path.name)):
+        path.write_bytes(b"garbage")
+        load_gallery(path)
