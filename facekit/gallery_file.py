@@ -95,7 +95,12 @@ def gallery_from_store(store, model=None, *, cache: bool = True, path: str | os.
     if index is None:
         index, changed = GalleryIndex.from_store(store, model, **kwargs), True
     else:
-        changed = any(index.sync(store, model))
+        try:
+            changed = any(index.sync(store, model))
+        except ValueError as exc:  # e.g. a file from another embedding size under this key
+            warnings.warn(f"{path}: the saved gallery index does not fit the store ({exc}). Rebuilding it now.",
+                          stacklevel=2)
+            index, changed = GalleryIndex.from_store(store, model, **kwargs), True
         if kwargs.get("nprobe"):
             index.nprobe = kwargs["nprobe"]
         if kwargs.get("threads"):

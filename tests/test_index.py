@@ -225,3 +225,23 @@ def test_saved_gallery_round_trip_sync_and_damage(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match=str(path.name)):
         path.write_bytes(b"garbage")
         load_gallery(path)
+
+
+def test_saved_gallery_of_another_size_is_rebuilt(tmp_path):
+    """A saved index that does not fit the store (another embedding size) is replaced, with a warning."""
+    from facekit.gallery_file import gallery_from_store, load_gallery, save_gallery
+    from facekit.store import FaceStore
+
+    rng = np.random.default_rng(5)
+    other = GalleryIndex(64, exact_max=0)
+    y = rng.normal(size=(1_200, 64)).astype(np.float32)
+    other.add(y / np.linalg.norm(y, axis=1, keepdims=True), np.arange(1, 1_201), "someone")
+    path = save_gallery(other, tmp_path / "g.npz")
+    x, who = _faces(1_200, rng, people=100)
+    store = FaceStore(tmp_path / "faces.sqlite3")
+    for p in range(100):
+        store.add_faces(f"p{p}", x[who == p], model="m")
+    with pytest.warns(UserWarning, match="does not fit the store"):
+        index = gallery_from_store(store, "m", path=path, exact_max=0)
+    assert index.dim == 128 and index.identify(x[:20], 1e-4)[0] == [f"p{w}" for w in who[:20]]
+    assert load_gallery(path).dim == 128
