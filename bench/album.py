@@ -142,7 +142,7 @@ def main() -> None:
 
     from facekit.detect import get_detector
     from facekit.embed import get_embedder
-    from facekit.index import cpu_count
+    from facekit.threads import cpu_count
     from facekit.scan import list_photos, run_local
     from facekit.store import FaceStore
 

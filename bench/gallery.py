@@ -140,7 +140,8 @@ class Synth:
 
 def faiss_one(nq: int):
     """FAISS threads for a search of ``nq`` queries: one for a single query, all for batches."""
-    from facekit.index import SERIAL_QUERIES, cpu_count, faiss_threads
+    from facekit.index import SERIAL_QUERIES
+    from facekit.threads import cpu_count, faiss_threads
 
     return faiss_threads(1 if nq <= SERIAL_QUERIES else cpu_count())
 

@@ -38,26 +38,23 @@ gone ones). New faces go into the trained lists; once the gallery has grown
 (which are skipped at search time), it is rebuilt. Distances are squared L2 in [0, 4], as
 everywhere in facekit.
 
-Threads: each FAISS call runs with an explicit OpenMP thread count, restored afterwards
-(:func:`faiss_threads`; on a busy machine a team whose threads are descheduled waits at every
-barrier): ``threads`` (default: this process's CPUs) for training, adding, batch searches and one
-query on galleries of at least :data:`PARALLEL_MIN` faces (FAISS's ``implem`` 15); one otherwise.
+Threads (:mod:`facekit.threads`): each FAISS call runs with an explicit OpenMP thread count:
+``threads`` (default: this process's CPUs) for training, adding, batch searches and one query on
+galleries of at least :data:`PARALLEL_MIN` faces (FAISS's ``implem`` 15); one otherwise.
 A trained index is saved between runs by :mod:`facekit.gallery_file` (``facekit identify``).
 """
 
 from __future__ import annotations
 
 import math
-import os
-from contextlib import contextmanager
 
 import numpy as np
 
 from .records import unit_rows
+from .threads import cpu_count, faiss_threads
 
 __all__ = ["EXACT_MAX", "FIRST_SHARE", "K_FACTOR", "MIN_PROBES", "PARALLEL_MIN", "PQ_M", "PROBE_SHARE",
-           "SERIAL_QUERIES", "STOP_SHARE", "GalleryIndex", "cpu_count", "exact_search", "factory_string",
-           "faiss_threads", "nlist_for"]
+           "SERIAL_QUERIES", "STOP_SHARE", "GalleryIndex", "exact_search", "factory_string", "nlist_for"]
 
 #: galleries up to this many faces are searched exactly (numpy); beyond it, the FAISS inverted file.
 #: bench/gallery.py: exact search of 10k faces takes ~0.1 ms for one query on 2 cores, 100k ~2 ms.
@@ -91,27 +88,6 @@ DEAD_REBUILD = 0.2
 SERIAL_QUERIES = 16
 #: ... unless the gallery has at least this many faces: then one query's lists are split over threads
 PARALLEL_MIN = 100_000
-
-
-def cpu_count() -> int:
-    """CPUs this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
-
-
-@contextmanager
-def faiss_threads(n: int):
-    """Run the FAISS calls inside with ``n`` OpenMP threads, then restore the previous count."""
-    import faiss
-
-    before = faiss.omp_get_max_threads()
-    faiss.omp_set_num_threads(max(1, int(n)))
-    try:
-        yield
-    finally:
-        faiss.omp_set_num_threads(before)
 
 
 def nlist_for(n: int) -> int:

@@ -263,7 +263,9 @@ def _start_ray(address: str | None, num_cpus: int | None, object_store_mb: int |
     if address:
         ray.init(address=address, log_to_driver=False)
         return ray, False
-    ray.init(num_cpus=num_cpus or os.cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
+    from .threads import cpu_count
+
+    ray.init(num_cpus=num_cpus or cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
              object_store_memory=(object_store_mb or 256) * 2 ** 20,
              runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
     return ray, True

@@ -4,16 +4,8 @@ add/forget keep it in step; it retrains as the gallery grows (issue 15)."""
 import numpy as np
 import pytest
 
-from facekit.index import (
-    MIN_PROBES,
-    PROBE_SHARE,
-    GalleryIndex,
-    cpu_count,
-    exact_search,
-    factory_string,
-    faiss_threads,
-    nlist_for,
-)
+from facekit.index import MIN_PROBES, PROBE_SHARE, GalleryIndex, exact_search, factory_string, nlist_for
+from facekit.threads import cpu_count, faiss_threads
 
 
 def _faces(n, rng, people=None):
