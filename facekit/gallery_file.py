@@ -74,16 +74,15 @@ def load_gallery(path: str | os.PathLike) -> GalleryIndex:
     return index
 
 
-def gallery_from_store(store, model=None, *, cache: bool = True, path: str | os.PathLike | None = None,
-                       **kwargs) -> GalleryIndex:
+def gallery_from_store(store, model=None, *, cache: bool = True, **kwargs) -> GalleryIndex:
     """The :class:`facekit.index.GalleryIndex` of every face of ``model`` in ``store``, trained
-    at most once across runs: with ``cache`` (default), the index saved at ``path`` (default
-    :func:`gallery_path`) is loaded and synced with the store, and saved again when it changed.
-    ``kwargs`` go to :class:`GalleryIndex` when it is built anew (``exact_max``, ``nprobe``,
-    ``threads``)."""
+    at most once across runs: with ``cache`` (default), the index saved at :func:`gallery_path`
+    (facekit's own cache, never a path of the user's, so a rebuild overwrites nothing of theirs)
+    is loaded and synced with the store, and saved again when it changed. ``kwargs`` go to
+    :class:`GalleryIndex` when it is built anew (``exact_max``, ``nprobe``, ``threads``)."""
     if not cache:
         return GalleryIndex.from_store(store, model, **kwargs)
-    path = Path(path) if path is not None else gallery_path(store, model)
+    path = gallery_path(store, model)
     index = None
     if path.exists():
         try:

@@ -176,7 +176,7 @@ def test_saved_gallery_round_trip_sync_and_damage(tmp_path, monkeypatch):
     (enrol, forget), answers like a fresh build, and a damaged file is rebuilt with a warning."""
     import faiss
 
-    from facekit.gallery_file import gallery_from_store, load_gallery
+    from facekit.gallery_file import gallery_from_store, gallery_path, load_gallery
     from facekit.store import FaceStore
 
     rng = np.random.default_rng(4)
@@ -184,8 +184,10 @@ def test_saved_gallery_round_trip_sync_and_damage(tmp_path, monkeypatch):
     store = FaceStore(tmp_path / "faces.sqlite3")
     for p in range(250):
         store.add_faces(f"p{p}", x[who == p], model="m")
-    path = tmp_path / "gallery.npz"
-    first = gallery_from_store(store, "m", path=path, exact_max=1_000)
+    monkeypatch.setenv("FACEKIT_HOME", str(tmp_path / "home"))  # the saved index goes to facekit's cache
+    path = gallery_path(store, "m")
+    assert path.is_relative_to(tmp_path / "home")
+    first = gallery_from_store(store, "m", exact_max=1_000)
     assert first.kind == "ivf" and path.exists()
     q = x[:200]
     want = first.search(q, 3)
@@ -195,7 +197,7 @@ def test_saved_gallery_round_trip_sync_and_damage(tmp_path, monkeypatch):
 
     with monkeypatch.context() as m:
         m.setattr(faiss, "index_factory", no_training)
-        again = gallery_from_store(store, "m", path=path, exact_max=1_000)
+        again = gallery_from_store(store, "m", exact_max=1_000)
         assert again.kind == "ivf" and again.description == first.description
         np.testing.assert_array_equal(again.search(q, 3)[1], want[1])
         assert load_gallery(path).ids.tolist() == first.ids.tolist()
@@ -203,7 +205,7 @@ def test_saved_gallery_round_trip_sync_and_damage(tmp_path, monkeypatch):
         store.forget("p0")
         for p in range(250, 300):
             store.add_faces(f"p{p}", x[who == p], model="m")
-        synced = gallery_from_store(store, "m", path=path, exact_max=1_000)
+        synced = gallery_from_store(store, "m", exact_max=1_000)
     fresh = GalleryIndex.from_store(store, "m", exact_max=1_000)
     assert synced.ids.tolist() == fresh.ids.tolist() == sorted(store.embeddings("m")[2].tolist())
     late = np.flatnonzero(who >= 250)
@@ -212,28 +214,29 @@ def test_saved_gallery_round_trip_sync_and_damage(tmp_path, monkeypatch):
     assert load_gallery(path).ids.tolist() == synced.ids.tolist()  # saved again after the change
     path.write_bytes(path.read_bytes()[:5_000])  # damaged (a crash cannot do this: writes are atomic)
     with pytest.warns(UserWarning, match="not a readable gallery index"):
-        rebuilt = gallery_from_store(store, "m", path=path, exact_max=1_000)
+        rebuilt = gallery_from_store(store, "m", exact_max=1_000)
     assert rebuilt.ids.tolist() == fresh.ids.tolist() and load_gallery(path).kind == "ivf"
     with pytest.raises(ValueError, match=str(path.name)):
         path.write_bytes(b"garbage")
         load_gallery(path)
 
 
-def test_saved_gallery_of_another_size_is_rebuilt(tmp_path):
+def test_saved_gallery_of_another_size_is_rebuilt(tmp_path, monkeypatch):
     """A saved index that does not fit the store (another embedding size) is replaced, with a warning."""
-    from facekit.gallery_file import gallery_from_store, load_gallery, save_gallery
+    from facekit.gallery_file import gallery_from_store, gallery_path, load_gallery, save_gallery
     from facekit.store import FaceStore
 
+    monkeypatch.setenv("FACEKIT_HOME", str(tmp_path / "home"))
     rng = np.random.default_rng(5)
     other = GalleryIndex(64, exact_max=0)
     y = rng.normal(size=(1_200, 64)).astype(np.float32)
     other.add(y / np.linalg.norm(y, axis=1, keepdims=True), np.arange(1, 1_201), "someone")
-    path = save_gallery(other, tmp_path / "g.npz")
     x, who = _faces(1_200, rng, people=100)
     store = FaceStore(tmp_path / "faces.sqlite3")
+    path = save_gallery(other, gallery_path(store, "m"))
     for p in range(100):
         store.add_faces(f"p{p}", x[who == p], model="m")
     with pytest.warns(UserWarning, match="does not fit the store"):
-        index = gallery_from_store(store, "m", path=path, exact_max=0)
+        index = gallery_from_store(store, "m", exact_max=0)
     assert index.dim == 128 and index.identify(x[:20], 1e-4)[0] == [f"p{w}" for w in who[:20]]
     assert load_gallery(path).dim == 128
