@@ -43,7 +43,7 @@ setup() {
   # LFW: use $SCIKIT_LEARN_DATA if set; else a shared read-only copy beside the repo (mirrored
   # as symlinks, since scikit-learn writes a cache next to it); else scikit-learn downloads on use.
   if [ -z "${SCIKIT_LEARN_DATA:-}" ] && [ -d "$ROOT/../shared/sklearn_data/lfw_home" ]; then
-    "$PY" -c "from facekit.lfw import make_writable_data_home as m; m('$ROOT/../shared/sklearn_data', '$ROOT/.cache/sklearn_data')"
+    "$PY" -c "from facekit.data.lfw import make_writable_data_home as m; m('$ROOT/../shared/sklearn_data', '$ROOT/.cache/sklearn_data')"
     export SCIKIT_LEARN_DATA=$ROOT/.cache/sklearn_data
   fi
   if [ -n "${SCIKIT_LEARN_DATA:-}" ]; then log "LFW data home: $SCIKIT_LEARN_DATA"; fi

@@ -8,16 +8,16 @@ Photo sets (fixed, seed 0):
 - LFW: ``--lfw`` photos (default 2,000) drawn with seed 0 from all 13,233 LFW funneled photos
   (250x250 JPEGs; ``$SCIKIT_LEARN_DATA``), symlinked into a temporary tree ``person/photo.jpg``;
 - large: ``--large`` JPEGs (default 100) of 4032x3024 (12.2 MP, quality 90), each a 2x2 mosaic of
-  four of the 118 "5 Celebrity Faces" sample photos (``facekit.registry.celebrity_dir()``),
+  four of the 118 "5 Celebrity Faces" sample photos (``facekit.core.cache.celebrity_dir()``),
   chosen with seed 0 and upscaled to fill their quarter (a phone photo's size, with 4 large
   faces), written to a temporary folder.
 
 Engines, each into a fresh face store in a temporary folder (one transaction per photo):
 
-- local: ``facekit.scan.run_local`` (draft-mode JPEG decoding, batched detection, chunked
+- local: ``facekit.album.scan.run_local`` (draft-mode JPEG decoding, batched detection, chunked
   embedding with ONNX Runtime, file reading on threads). Models are loaded and warmed before the
   clock starts (as a long-running indexer would have them);
-- ray: ``facekit.scale.index_folder_ray`` on a local Ray instance with all CPUs. The instance is
+- ray: ``facekit.album.ray.index_folder_ray`` on a local Ray instance with all CPUs. The instance is
   started before the clock (like the local engine's model loading), with the detached actors
   Ray Data starts on an instance's first job (stats, autoscaling coordinator, actor locations;
   timed separately as ``ray_data_start_s``); the job's own actors start, import TensorFlow and
@@ -56,7 +56,7 @@ LARGE_W, LARGE_H = 4032, 3024  # 12.2 MP
 
 def lfw_subset(dest: Path, n: int, seed: int) -> Path:
     """Symlink ``n`` LFW photos (seed-fixed draw from all of them) into ``dest/person/photo.jpg``."""
-    from facekit.lfw import lfw_home
+    from facekit.data.lfw import lfw_home
 
     everything = sorted((lfw_home() / "lfw_funneled").glob("*/*.jpg"))
     if n > len(everything):
@@ -74,7 +74,7 @@ def large_jpegs(dest: Path, n: int, seed: int) -> Path:
     from PIL import Image, ImageOps
     from tqdm.auto import tqdm
 
-    from facekit.registry import celebrity_dir
+    from facekit.core.cache import celebrity_dir
 
     samples = sorted(celebrity_dir().rglob("*.jpg"))
     rng = np.random.default_rng(seed)
@@ -96,8 +96,8 @@ def naive_loop(files: list[str], store, max_s: float) -> tuple[int, float, int]:
     from mtcnn import MTCNN
     from PIL import Image
 
-    from facekit.embed import get_embedder, prewhiten
-    from facekit.store import FaceRecord
+    from facekit.embedding.embedder import get_embedder, prewhiten
+    from facekit.store.db import FaceRecord
 
     detector = MTCNN()
     model = get_embedder("facenet128").keras_model  # the Keras model, loaded once (not timed)
@@ -140,11 +140,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from facekit.detect import get_detector
-    from facekit.embed import get_embedder
-    from facekit.threads import cpu_count
-    from facekit.scan import list_photos, run_local
-    from facekit.store import FaceStore
+    from facekit.detection.detector import get_detector
+    from facekit.embedding.embedder import get_embedder
+    from facekit.core.threads import cpu_count
+    from facekit.album.scan import list_photos, run_local
+    from facekit.store.db import FaceStore
 
     cpus = cpu_count()
     fig: dict = {"cpus": cpus, "lfw_photos": args.lfw, "large_photos": args.large}
@@ -177,7 +177,7 @@ def main() -> None:
         if not args.skip_ray:
             import ray
 
-            from facekit.scale import index_folder_ray
+            from facekit.album.ray import index_folder_ray
 
             ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
                      object_store_memory=512 * 2 ** 20, runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})

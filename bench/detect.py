@@ -6,7 +6,7 @@ Frames: every sample-set photo (train + val, 118) letterboxed onto a black 640x4
 (resized to fit, centred), the size of a webcam frame.
 
 - baseline: ``mtcnn.MTCNN().detect_faces(frame)`` with mtcnn 1.0's default settings;
-- facekit: ``facekit.detect.Detector().detect(frame)`` (defaults: min face 20 px, thresholds
+- facekit: ``facekit.detection.detector.Detector().detect(frame)`` (defaults: min face 20 px, thresholds
   0.6/0.7/0.7, networks compiled with ``tf.function``);
 - reference: ``Detector(fast=False)`` (same pyramid and thresholds through mtcnn's own eager
   ``detect_faces``), to show what compiling buys on its own.
@@ -71,10 +71,10 @@ def main() -> None:
 
     from mtcnn import MTCNN
 
-    from facekit.detect import Detector
-    from facekit.io import load_image
-    from facekit.pipeline import largest_face
-    from facekit.registry import celebrity_dir
+    from facekit.detection.detector import Detector
+    from facekit.core.images import load_image
+    from facekit.detection.detector import largest_face
+    from facekit.core.cache import celebrity_dir
 
     root = celebrity_dir()
     paths = sorted(p for p in root.glob("*/*/*") if p.is_file())

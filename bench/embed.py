@@ -8,7 +8,7 @@ medians mean anything):
 
 - baseline: ``model.predict`` on one face per call, as keras-facenet's ``FaceNet.embeddings``
   and most tutorials do (prewhitened in numpy);
-- batched: ``facekit.embed.Embedder().embed`` on all crops (batch 32; default backend: the
+- batched: ``facekit.embedding.embedder.Embedder().embed`` on all crops (batch 32; default backend: the
   folded graph exported to ONNX, run by ONNX Runtime);
 - single: ``Embedder().embed`` on one crop per call (latency of one face);
 - with ``--ablation`` also the unmodified Keras model as one ``tf.function`` (batch 32), the
@@ -72,9 +72,9 @@ def main() -> None:
 
     import tensorflow as tf
 
-    from facekit.datasets import load_celebrities
-    from facekit.embed import EMBED_SIZE, Embedder, prewhiten
-    from facekit.fastgraph import build_graph_fn, conv_macs, winograd_plan
+    from facekit.data.folders import load_celebrities
+    from facekit.embedding.embedder import EMBED_SIZE, Embedder, prewhiten
+    from facekit.runtime.fastgraph import build_graph_fn, conv_macs, winograd_plan
 
     crops = load_celebrities("val", progress=False, verbose=False, embed=False).crops
     crops = np.concatenate([crops] * (args.faces // len(crops) + 1))[:args.faces]

@@ -84,7 +84,7 @@ class Campaign:
 
 WRITER = """
 import sys, numpy as np
-from facekit.store import FaceStore
+from facekit.store.db import FaceStore
 s = FaceStore(sys.argv[1])
 rng = np.random.default_rng(int(sys.argv[3]))
 for i in range(int(sys.argv[4])):
@@ -105,7 +105,7 @@ def committed(out: str) -> set[int]:
 
 
 def kill9(c: Campaign, n: int) -> None:
-    from facekit.store import FaceStore
+    from facekit.store.db import FaceStore
 
     path = c.tmp / "kill9.sqlite3"
     FaceStore(path).close()
@@ -128,7 +128,7 @@ def kill9(c: Campaign, n: int) -> None:
 
 
 def concurrent(c: Campaign, rounds: int) -> None:
-    from facekit.store import FaceStore
+    from facekit.store.db import FaceStore
 
     for r in range(rounds):
         def one(r=r):
@@ -146,10 +146,10 @@ def notebooks(c: Campaign, real: bool) -> None:
     """Re-run orders of notebooks 04 and 06, through the calls the notebooks make: 06 adds what the
     webcam enrolled (``store.add_faces(..., sources="camera")``), 04 adds its people
     (``enrol_faceset``). ``real``: also run the notebooks themselves headless in small mode."""
-    from facekit.datasets import FaceSet
-    from facekit.detect import Face
-    from facekit.enrol import enrol_faceset
-    from facekit.store import FaceStore
+    from facekit.data.folders import FaceSet
+    from facekit.detection.detector import Face
+    from facekit.store.enrol import enrol_faceset
+    from facekit.store.db import FaceStore
 
     rng = np.random.default_rng(4)
     photos = c.tmp / "nb-photos"
@@ -202,8 +202,8 @@ def notebook_orders(c: Campaign) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     from notebook_runner import NOTEBOOKS, run_notebook
 
-    from facekit.registry import celebrity_dir
-    from facekit.store import FaceStore
+    from facekit.core.cache import celebrity_dir
+    from facekit.store.db import FaceStore
 
     store = c.tmp / "nb-real.sqlite3"
     own = c.tmp / "own-people"
@@ -255,7 +255,7 @@ def store_file(c: Campaign, n: int) -> None:
     """Damaged store files: a clear error, or the undamaged faces with a warning; never a stranger named."""
     import warnings
 
-    from facekit.store import FaceStore, StoreError
+    from facekit.store.db import FaceStore, StoreError
 
     rng = np.random.default_rng(5)
     src = c.tmp / "store-src.sqlite3"
@@ -306,8 +306,8 @@ def tampered_values(key: str, x: np.ndarray) -> list[tuple[str, dict]]:
 
 
 def export_file(c: Campaign, n: int) -> None:
-    from facekit.exchange import FileFormatError
-    from facekit.store import FaceStore
+    from facekit.core.exchange import FileFormatError
+    from facekit.store.db import FaceStore
 
     rng = np.random.default_rng(6)
     with FaceStore(c.tmp / "exp-src.sqlite3") as s:
@@ -344,7 +344,7 @@ def export_file(c: Campaign, n: int) -> None:
 
 
 def identifier_file(c: Campaign, n: int) -> None:
-    from facekit.identify import FaceIdentifier, IdentifierFormatError
+    from facekit.recognition.identify import FaceIdentifier, IdentifierFormatError
 
     rng = np.random.default_rng(7)
     ident = FaceIdentifier().fit(unit(rng, 6), ["Ada"] * 3 + ["Bob"] * 3)
@@ -373,9 +373,9 @@ def identifier_file(c: Campaign, n: int) -> None:
 
 
 def names(c: Campaign) -> None:
-    from facekit.datasets import scan_identities
-    from facekit.identify import FaceIdentifier
-    from facekit.store import FaceStore
+    from facekit.data.folders import scan_identities
+    from facekit.recognition.identify import FaceIdentifier
+    from facekit.store.db import FaceStore
 
     rng = np.random.default_rng(8)
     s = FaceStore(c.tmp / "names.sqlite3")
@@ -400,7 +400,7 @@ def names(c: Campaign) -> None:
 
 def values(c: Campaign) -> None:
     """NaN / inf in a live identifier (threshold, gallery, coefficients, query) fails closed."""
-    from facekit.identify import FaceIdentifier
+    from facekit.recognition.identify import FaceIdentifier
 
     rng = np.random.default_rng(10)
     x = unit(rng, 10)
@@ -435,7 +435,7 @@ def frames(c: Campaign) -> None:
 
     from PIL import Image
 
-    from facekit.identify import FaceIdentifier
+    from facekit.recognition.identify import FaceIdentifier
     from facekit.live import LiveRecognizer
 
     rng = np.random.default_rng(11)
@@ -466,7 +466,7 @@ def frames(c: Campaign) -> None:
 def bomb(c: Campaign) -> None:
     from PIL import Image
 
-    from facekit.io import ImageLoadError, decode_image_bytes, load_image
+    from facekit.core.images import ImageLoadError, decode_image_bytes, load_image
 
     p = c.tmp / "bomb.png"
     Image.new("L", (12000, 12000)).save(p, "PNG")
@@ -482,7 +482,7 @@ def bomb(c: Campaign) -> None:
 
 def _home_with(c: Campaign, rel: str, damage) -> Path:
     """A FACEKIT_HOME whose files link to the real cache, except ``rel``: a damaged copy."""
-    from facekit.registry import cache_dir
+    from facekit.core.cache import cache_dir
 
     real = cache_dir()
     home = Path(tempfile.mkdtemp(prefix="fk-home-", dir=c.tmp))
@@ -508,7 +508,7 @@ def _child(home: Path, code: str, timeout: int) -> tuple[int, str]:
 
 
 def caches(c: Campaign, onnx: bool) -> None:
-    from facekit import registry
+    from facekit.core import cache as registry
 
     trunc = lambda b: b[: len(b) // 2]  # noqa: E731
     flip = lambda b: b[:1000] + bytes([b[1000] ^ 0xFF]) + b[1001:]  # noqa: E731
@@ -516,7 +516,7 @@ def caches(c: Campaign, onnx: bool) -> None:
     for what, dmg in (("truncated", trunc), ("one byte changed", flip)):
         def one(dmg=dmg):
             home = _home_with(c, sdist, dmg)
-            rc, out = _child(home, "from facekit.registry import fetch_sdist; print('OK', fetch_sdist())", 240)
+            rc, out = _child(home, "from facekit.core.cache import fetch_sdist; print('OK', fetch_sdist())", 240)
             if rc == 0:
                 ok = registry.sha256sum(home / sdist) == registry.SDIST_SHA256
                 return 0, int(not ok), 0, "re-fetched and verified" if ok else "DAMAGED FILE USED"
@@ -526,7 +526,7 @@ def caches(c: Campaign, onnx: bool) -> None:
     for what, dmg in (("truncated", trunc), ("one byte changed", flip)):
         def one(dmg=dmg):
             home = _home_with(c, h5, dmg)
-            rc, out = _child(home, "from facekit.registry import model_path, sha256sum; p = model_path(); "
+            rc, out = _child(home, "from facekit.core.cache import model_path, sha256sum; p = model_path(); "
                                    "print('SHA', sha256sum(p))", 240)
             ok = rc == 0 and f"SHA {registry.H5_SHA256}" in out
             return 0, int(rc == 0 and not ok), int(rc != 0 and not clear(out)), "re-extracted, verified" if ok else out[-120:]
@@ -537,7 +537,7 @@ def caches(c: Campaign, onnx: bool) -> None:
         for what, dmg in (("truncated", trunc), ("garbage", lambda b: os.urandom(len(b)))):
             def one(dmg=dmg):
                 home = _home_with(c, rel, dmg)
-                code = (f"from facekit.lfw.cache import RowTable; from pathlib import Path; "
+                code = (f"from facekit.teach.lfw.cache import RowTable; from pathlib import Path; "
                         f"t = RowTable(Path({str(home / rel)!r}), {{}}); print('ROWS', len(t.rows))")
                 rc, out = _child(home, code, 120)
                 ok = rc == 0 and "ROWS 0" in out and "ignoring damaged" in out
@@ -547,7 +547,7 @@ def caches(c: Campaign, onnx: bool) -> None:
         comp = sorted((registry.cache_dir() / "compiled").glob("facenet128-*-*-*.onnx"))
         if comp:
             rel = f"compiled/{comp[-1].name}"
-            from facekit.embed import get_embedder
+            from facekit.embedding.embedder import get_embedder
 
             crop = np.random.default_rng(0).integers(0, 255, (1, 160, 160, 3), dtype=np.uint8)
             ref = get_embedder().embed(crop)[0]
@@ -555,7 +555,7 @@ def caches(c: Campaign, onnx: bool) -> None:
             for what, dmg in (("truncated", trunc), ("one byte changed", flip)):
                 def one(dmg=dmg):
                     home = _home_with(c, rel, dmg)
-                    code = (f"import numpy as np; from facekit.embed import Embedder; "
+                    code = (f"import numpy as np; from facekit.embedding.embedder import Embedder; "
                             f"e = Embedder().embed(np.load({str(c.tmp / 'crop.npy')!r}))[0]; print('EMB', [float(v) for v in e[:8]])")
                     rc, out = _child(home, code, 540)
                     if rc != 0:

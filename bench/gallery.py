@@ -2,7 +2,7 @@
 
 Run: ``.venv/bin/python bench/gallery.py [--sizes 10000,100000,1000000] [--queries 1000]``
 (``SCIKIT_LEARN_DATA`` pointing at LFW; LFW View 2 embeddings are cached by
-``facekit.verify.embed_lfw``, so only the first run embeds the 7,701 images).
+``facekit.teach.lfw.embed_lfw``, so only the first run embeds the 7,701 images).
 
 **Queries and mates are real**: every LFW View 2 person with two or more photos gives one query
 photo; all other LFW photos (their mates included) are in the gallery.
@@ -19,9 +19,9 @@ mean same-person and different-person squared distances equal LFW's; the bench p
 distance distributions by quantile, plus the rate of different-person pairs under the
 verification threshold (1.22), for LFW and the synthetic set, so the match can be checked.
 
-Per gallery size: exact search (numpy, :func:`facekit.index.exact_search`: one matrix-vector
+Per gallery size: exact search (numpy, :func:`facekit.store.index.exact_search`: one matrix-vector
 product and an ``argmax`` for k = 1) is the ground truth and the speed baseline; facekit's choice,
-:class:`facekit.index.GalleryIndex` (FAISS ``OPQ32,IVF,PQ32x4fs,RFlat``, see facekit/index.py), at
+:class:`facekit.store.index.GalleryIndex` (FAISS ``OPQ32,IVF,PQ32x4fs,RFlat``, see facekit/index.py), at
 its default ``nprobe`` as identification searches (:meth:`GalleryIndex.identify`: it visits 1/32
 of the lists first and stops there for a query that has found a face within ``STOP_SHARE`` x the
 model's "unknown" threshold = 0.5; these are the headline keys) and as full searches at several
@@ -51,8 +51,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np
 
-from facekit.identify import default_threshold
-from facekit.index import STOP_SHARE, GalleryIndex, exact_search
+from facekit.recognition.identify import default_threshold
+from facekit.store.index import STOP_SHARE, GalleryIndex, exact_search
 
 QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 
@@ -64,7 +64,7 @@ def rss_bytes() -> int:
 
 def lfw_embeddings() -> tuple[np.ndarray, np.ndarray]:
     """Real LFW View 2 embeddings ``(X float32 (N, 128), person label (N,))``."""
-    from facekit.verify import embed_lfw_pairs
+    from facekit.teach.lfw import embed_lfw_pairs
 
     e = embed_lfw_pairs(progress=True)
     paths = np.concatenate([e.paths[:, 0], e.paths[:, 1]])
@@ -140,8 +140,8 @@ class Synth:
 
 def faiss_one(nq: int):
     """FAISS threads for a search of ``nq`` queries: one for a single query, all for batches."""
-    from facekit.index import SERIAL_QUERIES
-    from facekit.threads import cpu_count, faiss_threads
+    from facekit.store.index import SERIAL_QUERIES
+    from facekit.core.threads import cpu_count, faiss_threads
 
     return faiss_threads(1 if nq <= SERIAL_QUERIES else cpu_count())
 

@@ -2,14 +2,14 @@
 
 Run: ``.venv/bin/python bench/gallery_reload.py [--faces 1000000]`` (take the bench lock first).
 
-A real :class:`facekit.store.FaceStore` (in a temporary folder) is filled with ``--faces`` unit
+A real :class:`facekit.store.db.FaceStore` (in a temporary folder) is filled with ``--faces`` unit
 embeddings with person structure (people of 1-100 faces: centres plus per-face noise; the search
 quality bench with LFW-matched statistics is ``bench/gallery.py``; here only time matters). Then
-:func:`facekit.gallery_file.gallery_from_store`, as ``facekit identify`` calls it, three times:
+:func:`facekit.store.index_file.gallery_from_store`, as ``facekit identify`` calls it, three times:
 
 - ``first_run_s``: nothing saved yet: read the store, train the index, save it;
 - ``later_run_s``: the store unchanged: load the saved index and check it against the store
-  (every id's vector and name, :meth:`facekit.index.GalleryIndex.sync`);
+  (every id's vector and name, :meth:`facekit.store.index.GalleryIndex.sync`);
 - ``after_enrol_s``: one person enrolled since: load, add the new faces, save again.
 
 Prints the figures, then ONE JSON line (``first_run_s``, ``later_run_s``, ``after_enrol_s``,
@@ -37,8 +37,8 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from facekit.gallery_file import gallery_from_store, gallery_path
-    from facekit.store import FaceStore
+    from facekit.store.index_file import gallery_from_store, gallery_path
+    from facekit.store.db import FaceStore
 
     rng = np.random.default_rng(args.seed)
     with tempfile.TemporaryDirectory(prefix="facekit-bench-reload-") as tmp:

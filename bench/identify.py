@@ -1,12 +1,12 @@
 """Identification, open-set rejection and clustering on LFW people (issue 5; notebooks 04-05).
 
 Run: ``.venv/bin/python bench/identify.py [--min-faces 20] [--repeats 5]``
-(``SCIKIT_LEARN_DATA`` pointing at LFW; embeddings are cached by facekit.verify.embed_lfw, so
+(``SCIKIT_LEARN_DATA`` pointing at LFW; embeddings are cached by facekit.teach.lfw.embed_lfw, so
 only the first run embeds the 3,023 images).
 
 Measures, on LFW people with >= ``--min-faces`` photos (62 people, 3,023 photos at 20):
 
-- closed set: linear SVM on facekit embeddings (:class:`facekit.identify.FaceIdentifier`) vs
+- closed set: linear SVM on facekit embeddings (:class:`facekit.recognition.identify.FaceIdentifier`) vs
   scikit-learn's "eigenfaces" (PCA on pixels) + the same linear SVM, and + an RBF SVM tuned by
   grid search, on the same stratified 75/25 split; plus the 5-fold CV accuracy of the SVM.
 - open set: half the people enrolled, the other half strangers; strangers split into
@@ -44,10 +44,12 @@ def main() -> None:
 
     from sklearn.model_selection import GridSearchCV, train_test_split
 
-    from facekit.cluster import DEFAULT_CLUSTER_THRESHOLD, cluster_faces, clustering_scores, sweep_cluster_threshold
-    from facekit.identify import (DEFAULT_THRESHOLD, REJECTION_RULES, FaceIdentifier, choose_threshold,
-                                  cross_val_names, eigenfaces_classifier, evaluate_open_set, lfw_people_faces,
-                                  open_set_scores, open_set_split, rejection_roc)
+    from facekit.recognition.cluster import (DEFAULT_CLUSTER_THRESHOLD, cluster_faces, clustering_scores,
+        sweep_cluster_threshold)
+    from facekit.recognition.identify import (DEFAULT_THRESHOLD, REJECTION_RULES, FaceIdentifier, choose_threshold,
+        evaluate_open_set, open_set_scores, open_set_split, rejection_roc)
+    from facekit.teach.baselines import cross_val_names, eigenfaces_classifier
+    from facekit.teach.lfw import lfw_people_faces
 
     fig: dict = {}
     t0 = time.perf_counter()
@@ -175,7 +177,7 @@ def main() -> None:
                cluster_threshold=DEFAULT_CLUSTER_THRESHOLD, n_clusters=allp["n_clusters"],
                dbscan_ari_heldout=held_db["ari"], dbscan_best_eps=best_db["threshold"], hdbscan_ari=hd["ari"])
     # the same methods on the varied "5 Celebrity Faces" sample (118 photos, 5 people): an album-like set
-    from facekit.datasets import load_celebrities
+    from facekit.data.folders import load_celebrities
 
     cel = [load_celebrities(s_, progress=False, verbose=False) for s_ in ("train", "val")]
     xc, yc = np.vstack([c.embeddings for c in cel]), np.concatenate([c.labels for c in cel])

@@ -37,12 +37,13 @@ from pathlib import Path
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facekit.align import DEFAULT_MARGIN  # noqa: E402
-from facekit.datasets import lfw_pairs  # noqa: E402
-from facekit.verify import (DEFAULT_THRESHOLD, LFW_FALLBACK_BOX, PUBLISHED_LFW, TTA_VIEWS,  # noqa: E402
-                            best_threshold, embed_lfw_pairs, lfw_subset, lfw_verification)
+from facekit.detection.align import DEFAULT_MARGIN  # noqa: E402
+from facekit.data.lfw import lfw_pairs  # noqa: E402
+from facekit.recognition.verify import DEFAULT_THRESHOLD, PUBLISHED_LFW, best_threshold
+from facekit.data.lfw import LFW_FALLBACK_BOX, lfw_subset
+from facekit.teach.lfw import TTA_VIEWS, embed_lfw_pairs, lfw_verification
 
-# name -> pipeline settings (keyword arguments of facekit.verify.embed_lfw); the first is facekit's
+# name -> pipeline settings (keyword arguments of facekit.teach.lfw.embed_lfw); the first is facekit's
 # default, i.e. what facekit.extract_faces gives (one aligned crop, no mirroring)
 DEFAULT = dict(rotate=True, flip=None, select="center")
 ABLATIONS = {

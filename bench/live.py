@@ -48,11 +48,11 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
 
-    from facekit.align import align_faces
-    from facekit.datasets import load_celebrities
-    from facekit.detect import get_detector
-    from facekit.embed import get_embedder
-    from facekit.identify import FaceIdentifier
+    from facekit.detection.align import align_faces
+    from facekit.data.folders import load_celebrities
+    from facekit.detection.detector import get_detector
+    from facekit.embedding.embedder import get_embedder
+    from facekit.recognition.identify import FaceIdentifier
     from facekit.live import LiveRecognizer, decode_jpeg, encode_jpeg, make_demo_scene
 
     enrolled = [n for n in args.enrolled.split(",") if n]

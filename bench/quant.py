@@ -5,7 +5,7 @@
 In one run, on this machine (only same-run ratios mean anything on a shared machine; the timing
 part takes the bench lock /tmp/fk-locks/bench when that folder exists):
 
-- ``cpu_int8``: the CPU's int8 instructions (facekit.quant.cpu_int8: amx / vnni / avx2 / none);
+- ``cpu_int8``: the CPU's int8 instructions (facekit.runtime.quant.cpu_int8: amx / vnni / avx2 / none);
 - agreement on the 25 held-out sample crops (never used for calibration): cosine int8 vs float32,
   the largest change of a squared distance;
 - embedding faces/s at batch 32, float32 and int8 (``embed_speedup``), and static QDQ vs dynamic
@@ -87,7 +87,7 @@ def iou(a, b) -> float:
 
 
 def pair_accuracy(e: np.ndarray, labels: np.ndarray, threshold: float) -> float:
-    from facekit.verify import accuracy_at, pairwise_sq_l2
+    from facekit.recognition.verify import accuracy_at, pairwise_sq_l2
 
     iu = np.triu_indices(len(e), 1)
     return accuracy_at(pairwise_sq_l2(e)[iu], (labels[:, None] == labels[None, :])[iu], threshold)
@@ -100,19 +100,15 @@ def main() -> None:
     ap.add_argument("--skip-lfw", action="store_true")
     args = ap.parse_args()
 
-    from facekit.datasets import load_celebrities
-    from facekit.detect import Detector
-    from facekit.embed import Embedder, ort_session
-    from facekit.io import load_image
-    from facekit.quant import (
-        calibration_crops,
-        cpu_int8,
-        int8_model_path,
-        int8_mtcnn_networks,
-        quantize_static_qdq,
-    )
-    from facekit.registry import celebrity_dir
-    from facekit.verify import DEFAULT_THRESHOLD, pairwise_sq_l2
+    from facekit.data.folders import load_celebrities
+    from facekit.detection.detector import Detector
+    from facekit.embedding.embedder import Embedder, ort_session
+    from facekit.core.images import load_image
+    from facekit.embedding.int8 import calibration_crops, int8_model_path, quantize_static_qdq
+    from facekit.runtime.quant import cpu_int8
+    from facekit.detection.int8 import int8_mtcnn_networks
+    from facekit.core.cache import celebrity_dir
+    from facekit.recognition.verify import DEFAULT_THRESHOLD, pairwise_sq_l2
 
     res: dict = {"cpu_int8": cpu_int8()}
     print(f"CPU int8 instructions: {res['cpu_int8']}", flush=True)
@@ -129,7 +125,7 @@ def main() -> None:
     # dynamic quantisation, for the record (static QDQ is what facekit uses)
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    from facekit.embed import onnx_path
+    from facekit.embedding.embedder import onnx_path
 
     tmp = Path(tempfile.mkdtemp(prefix="fk-quant-bench-"))
     dyn = tmp / "dynamic.onnx"
@@ -145,7 +141,7 @@ def main() -> None:
     res["static_exclude_cosine_min"] = round(float((ex * e["fp32"]).sum(1).min()), 4)
 
     # 640x480 frames and photos for detection
-    from facekit.mtcnn_int8 import letterbox_frame
+    from facekit.detection.int8 import letterbox_frame
 
     photos = [load_image(p) for p in sorted(celebrity_dir().glob("*/*/*.jpg"))]
     frames = [letterbox_frame(im) for im in photos]
@@ -194,14 +190,10 @@ def main() -> None:
               f"(int8); int8 finds {res[f'int8_finds_fp32_faces_{name}']:.2%} of fp32's {len(ref)} faces", flush=True)
 
     if not args.skip_lfw:
-        from facekit.cluster import sweep_cluster_threshold
-        from facekit.identify import (
-            FaceIdentifier,
-            choose_threshold,
-            open_set_scores,
-            open_set_split,
-        )
-        from facekit.lfw import embed_lfw, lfw_people, lfw_verification
+        from facekit.recognition.cluster import sweep_cluster_threshold
+        from facekit.recognition.identify import FaceIdentifier, choose_threshold, open_set_scores, open_set_split
+        from facekit.teach.lfw import embed_lfw, lfw_verification
+        from facekit.data.lfw import lfw_people
 
         paths, labels = lfw_people(min_faces_per_person=20)
         people = np.array(sorted(set(labels.tolist())))

@@ -4,14 +4,14 @@
     nice -n 10 .venv/bin/python bench/robust.py --levers all    # also try the detector levers (slow)
     .venv/bin/python bench/robust.py --speed                    # lever embedding cost (take the bench lock)
 
-Benchmark (issue 16). The photometric transforms of :mod:`facekit.photometric` (``shade``: one-sided
+Benchmark (issue 16). The photometric transforms of :mod:`facekit.core.photometric` (``shade``: one-sided
 linear or radial gain from 1 down to 0.1-0.2 across the face box, five directions; ``gray``;
 ``gamma_0.4``; ``gamma_2.5``; ``lowres``: face 24-40 px wide and back; ``jpeg10``; ``mix``: two
 of them) are applied to the SECOND image of every pair only: the first stays as LFW has it, like an
 enrolment photo matched against a user's hard photo (a grey photo against a colour one, a shaded
 face against a lit one). Every random choice is seeded per (transform, image name), so each run sees
 the same images. The face box the transforms refer to is LFW's funnelled face region
-(``facekit.verify.LFW_FALLBACK_BOX``), not a detection, so the transform does not depend on the
+(``facekit.data.lfw.LFW_FALLBACK_BOX``), not a detection, so the transform does not depend on the
 detector. The transformed image then goes through the whole pipeline: MTCNN on the transformed image
 (misses are counted per transform and, as in ``bench/lfw.py``, embed the centre box instead),
 subject face, alignment, the lever's crops, FaceNet.
@@ -60,20 +60,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from facekit.align import DEFAULT_MARGIN, align_face  # noqa: E402
-from facekit.detect import Face  # noqa: E402
-from facekit.io import load_image  # noqa: E402
-from facekit.lfw import LFW_FALLBACK_BOX, RowTable, detect_lfw, embed_lfw, lfw_pairs, lfw_subset, pick_subject, rel_key, settings_key  # noqa: E402,E501
-from facekit.photometric import TRANSFORMS, apply_crop_op, fuse_unit, normalize, photometric_transform  # noqa: E402
-from facekit.pipeline import LEVERS, MORE_LEVERS, lever_plan  # noqa: E402
-from facekit.verify import accuracy_at, best_threshold, evaluate_10fold, sq_l2  # noqa: E402
+from facekit.detection.align import DEFAULT_MARGIN, align_face  # noqa: E402
+from facekit.detection.detector import Face  # noqa: E402
+from facekit.core.images import load_image  # noqa: E402
+from facekit.data.lfw import LFW_FALLBACK_BOX, lfw_pairs, lfw_subset, pick_subject  # noqa: E402,E501
+from facekit.teach.lfw import RowTable, detect_lfw, embed_lfw, rel_key, settings_key
+from facekit.core.photometric import TRANSFORMS, apply_crop_op, fuse_unit, normalize, photometric_transform  # noqa: E402
+from facekit.faces import LEVERS, MORE_LEVERS, lever_plan  # noqa: E402
+from facekit.recognition.verify import accuracy_at, best_threshold, evaluate_10fold, sq_l2  # noqa: E402
 
 SEED = 0
 LFW_PLAIN_FULL = 0.9938  # today's pipeline on all 6,000 View 2 pairs (bench/lfw.py)
 def Table(name: str, settings: dict) -> RowTable:
     """The on-disk ``{name: float32 row}`` table of these settings under ``cache_dir()/robust``:
     facekit's LFW cache table (merged under a file lock on save, replaced atomically)."""
-    from facekit.registry import cache_dir
+    from facekit.core.cache import cache_dir
 
     d = cache_dir() / "robust"
     d.mkdir(parents=True, exist_ok=True)
@@ -84,8 +85,8 @@ class Bench:
     """Transformed LFW images through facekit's pipeline with a lever plan, batched and cached."""
 
     def __init__(self, progress: bool = True):
-        from facekit.detect import get_detector
-        from facekit.embed import get_embedder
+        from facekit.detection.detector import get_detector
+        from facekit.embedding.embedder import get_embedder
 
         self.det, self.emb = get_detector(), get_embedder()
         self.model = getattr(self.emb, "fingerprint", None) or self.emb.model_name
@@ -296,8 +297,8 @@ def speed(levers: dict, rounds: int = 5, faces: int = 64) -> dict:
             seen.add(ops)
             unique[name] = opts
     levers = unique
-    from facekit.datasets import load_celebrities
-    from facekit.embed import get_embedder
+    from facekit.data.folders import load_celebrities
+    from facekit.embedding.embedder import get_embedder
 
     crops = load_celebrities("val", progress=False, verbose=False, embed=False).crops
     crops = np.concatenate([crops] * (faces // len(crops) + 1))[:faces]

@@ -25,7 +25,7 @@ CHILD = r"""
 import time, numpy as np
 t0 = float(__import__('sys').argv[1])
 import facekit
-e = facekit.embed(np.zeros((1, 160, 160, 3), np.uint8))
+e = facekit.embedding.embedder(np.zeros((1, 160, 160, 3), np.uint8))
 print(time.time() - t0)
 """
 TF_CHILD = r"""
@@ -43,7 +43,7 @@ def spawn(code: str) -> float:
 
 
 def main() -> None:
-    from facekit.registry import model_path
+    from facekit.core.cache import model_path
 
     model_path()  # make sure the model is cached: cold start means "cached, new process"
     cold, tfi = [], []
@@ -52,14 +52,14 @@ def main() -> None:
         cold.append(spawn(CHILD))
         print(f"run {i}: import tensorflow {tfi[-1]:.2f} s, first embedding {cold[-1]:.2f} s", flush=True)
 
-    from facekit.datasets import load_celebrities
-    from facekit.embed import get_embedder
+    from facekit.data.folders import load_celebrities
+    from facekit.embedding.embedder import get_embedder
 
     crops = load_celebrities("val", progress=False, verbose=False, embed=False).crops
     crops = np.concatenate([crops] * 4)[:96]
     emb = get_embedder().warmup()
     model = emb.keras_model
-    from facekit.embed import prewhiten
+    from facekit.embedding.embedder import prewhiten
 
     x = prewhiten(crops)
     model.predict(x[:32], batch_size=32, verbose=0)

@@ -28,7 +28,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from facekit.store import FaceRecord, FaceStore  # noqa: E402
+from facekit.store.db import FaceRecord, FaceStore  # noqa: E402
 
 FP = "facenet128/bench"
 
@@ -57,7 +57,7 @@ def main() -> dict:
             times.append((time.perf_counter() - t) * 1e3)
         out["enrol_durable_ms" if durable else "enrol_ms"] = round(statistics.median(times), 3)
         s.close()
-    from facekit.identify import FaceIdentifier
+    from facekit.recognition.identify import FaceIdentifier
 
     g = FaceIdentifier().fit(unit(rng, 1000), [f"p{i % 50}" for i in range(1000)])
     t = time.perf_counter()

@@ -60,7 +60,7 @@ def winograd_conv(w: np.ndarray, b: np.ndarray, pads: list[int], shape, m: int) 
     """The same convolution as ONNX ops computing Winograd F(m, k) along each axis with k > 1."""
     from onnx import helper, numpy_helper
 
-    from facekit.fastgraph import _winograd_constants  # the TensorFlow path's transformed kernel
+    from facekit.runtime.fastgraph import _winograd_constants  # the TensorFlow path's transformed kernel
 
     N, C, H, W = shape
     kh, kw, _, K = w.shape
@@ -111,7 +111,7 @@ def winograd_conv(w: np.ndarray, b: np.ndarray, pads: list[int], shape, m: int) 
 def session(model: bytes):
     import onnxruntime as ort
 
-    so = ort.SessionOptions()  # as facekit.embed's sessions
+    so = ort.SessionOptions()  # as facekit.embedding.embedder's sessions
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     so.log_severity_level = 3
     so.add_session_config_entry("session.intra_op.allow_spinning", "0")
@@ -120,8 +120,8 @@ def session(model: bytes):
 
 def candidate_layers(graph, batch: int) -> dict[str, dict]:
     """Distinct stride-1 convolutions with a spatial kernel: shape key -> conv, count, input shape, pads."""
-    from facekit.fastgraph import annotate_shapes
-    from facekit.onnxgraph import _same_pads
+    from facekit.runtime.fastgraph import annotate_shapes
+    from facekit.runtime.onnxgraph import _same_pads
 
     annotate_shapes(graph, (160, 160))
     out: dict[str, dict] = {}
@@ -151,7 +151,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=5)
     args = ap.parse_args()
 
-    from facekit.embed import Embedder
+    from facekit.embedding.embedder import Embedder
 
     emb = Embedder()
     emb.warmup()

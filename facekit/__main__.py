@@ -1,7 +1,7 @@
-"""``python -m facekit``: the ``facekit`` command (see :mod:`facekit.cli`)."""
+"""``python -m facekit``: the ``facekit`` command (see :mod:`facekit.cli.main`)."""
 
 import sys
 
-from .cli import main
+from facekit.cli.main import main
 
 sys.exit(main())

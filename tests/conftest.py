@@ -19,21 +19,21 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 @pytest.fixture(scope="session")
 def embedder():
     """The default 128-D FaceNet, loaded and traced once."""
-    from facekit.embed import get_embedder
+    from facekit.embedding.embedder import get_embedder
 
     return get_embedder().warmup()
 
 
 @pytest.fixture(scope="session")
 def detector():
-    from facekit.detect import get_detector
+    from facekit.detection.detector import get_detector
 
     return get_detector()
 
 
 @pytest.fixture(scope="session")
 def celeb_dir() -> Path:
-    from facekit.registry import celebrity_dir
+    from facekit.core.cache import celebrity_dir
 
     return celebrity_dir()
 
@@ -41,7 +41,7 @@ def celeb_dir() -> Path:
 @pytest.fixture(scope="session")
 def celeb_train(embedder):
     """FaceSet of the 93 sample training photos (largest face each), embedded."""
-    from facekit.datasets import load_celebrities
+    from facekit.data.folders import load_celebrities
 
     return load_celebrities("train", progress=False, verbose=False)
 
@@ -49,7 +49,7 @@ def celeb_train(embedder):
 @pytest.fixture(scope="session")
 def celeb_val(embedder):
     """FaceSet of the 25 sample validation photos, embedded."""
-    from facekit.datasets import load_celebrities
+    from facekit.data.folders import load_celebrities
 
     return load_celebrities("val", progress=False, verbose=False)
 
@@ -57,7 +57,7 @@ def celeb_val(embedder):
 @pytest.fixture(scope="session")
 def lfw_home_dir() -> Path:
     """LFW in scikit-learn's layout (via SCIKIT_LEARN_DATA). Skips when absent, except in CI."""
-    from facekit.datasets import lfw_home
+    from facekit.data.lfw import lfw_home
 
     try:
         return lfw_home(download_if_missing=not IN_CI and os.environ.get("FACEKIT_NO_DOWNLOAD") != "1")

@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 import facekit as fk
-from facekit.datasets import EmptyDatasetError, load_folder
-from facekit.io import ImageLoadError, load_image
+from facekit.data.folders import EmptyDatasetError, load_folder
+from facekit.core.images import ImageLoadError, load_image
 
 FACE = "train/ben_afflek/httpcsvkmeuaeccjpg.jpg"
 
@@ -226,8 +226,8 @@ def test_folder_with_nothing_usable(tmp_path):
 def test_nan_min_face_size_and_permission_errors_are_clear(tmp_path, monkeypatch):
     from unittest import mock
 
-    from facekit.datasets import load_folder
-    from facekit.io import ImageLoadError, load_image
+    from facekit.data.folders import load_folder
+    from facekit.core.images import ImageLoadError, load_image
 
     (tmp_path / "ada").mkdir()
     with pytest.raises(ValueError, match="min_face_size.*Fix"):
@@ -245,7 +245,7 @@ def test_decompression_bomb_refused_before_decoding(tmp_path):
 
     from PIL import Image
 
-    from facekit.io import ImageLoadError, decode_image_bytes, load_image
+    from facekit.core.images import ImageLoadError, decode_image_bytes, load_image
 
     bomb = tmp_path / "bomb.png"
     Image.new("L", (12000, 12000)).save(bomb)

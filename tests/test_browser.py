@@ -183,7 +183,7 @@ def test_notebook_06_recognises_the_webcam_in_jupyterlab(pw, chromium, detector,
     import nbformat
     from notebook_runner import inject_parameters
 
-    from facekit.camera import write_y4m
+    from facekit.live.camera import write_y4m
     from facekit.live import make_demo_scene
 
     # the fake webcam: elton_john (in the notebook's gallery) and the stranger, larger, who enrols

@@ -1,4 +1,4 @@
-"""One MTCNN cascade (facekit.cascade) serves detect, detect_batch, refine and the teaching trace.
+"""One MTCNN cascade (facekit.detection.cascade) serves detect, detect_batch, refine and the teaching trace.
 
 Real networks, real sample photos (the 5 Celebrity Faces set, 118 photos)."""
 
@@ -9,13 +9,14 @@ import threading
 import numpy as np
 import pytest
 
-from facekit.cascade import Networks, run_cascade, trace_cascade
-from facekit.detect import Detector, match_boxes, scale_pyramid
+from facekit.detection.cascade import Networks, run_cascade
+from facekit.teach.trace import trace_cascade
+from facekit.detection.detector import Detector, match_boxes, scale_pyramid
 
 
 @pytest.fixture(scope="module")
 def photos(celeb_dir):
-    from facekit.io import load_image
+    from facekit.core.images import load_image
 
     paths = sorted(p for p in celeb_dir.glob("*/*/*") if p.is_file())
     assert len(paths) == 118
@@ -97,13 +98,13 @@ def test_two_detectors_in_two_threads_equal_sequential(photos):
 
 
 def test_detect_batch_equals_detect(photos, detector):
-    from facekit.lfw import lfw_pairs
+    from facekit.data.lfw import lfw_pairs
 
     try:
         paths = lfw_pairs().unique_paths[:24]
     except FileNotFoundError:
         pytest.skip("LFW not available")
-    from facekit.io import load_image
+    from facekit.core.images import load_image
 
     imgs = [load_image(p) for p in paths]
     exact = 0

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facekit.cli import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, main
-from facekit.registry import celebrity_dir
+from facekit.cli.main import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, main
+from facekit.core.cache import celebrity_dir
 
 
 def run(capsys, *argv):
@@ -140,7 +140,7 @@ def test_usage_errors(capsys):
 def test_live_on_a_video(capsys, photos, store, tmp_path):
     import cv2
 
-    from facekit.io import load_image
+    from facekit.core.images import load_image
 
     frame = cv2.resize(load_image(photos["madonna"][0]), (320, 240))
     video = str(tmp_path / "clip.mp4")

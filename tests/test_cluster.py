@@ -1,4 +1,4 @@
-"""facekit.cluster and facekit.album: maps, clustering without labels, album organisation (issue 5)."""
+"""facekit.recognition.cluster and facekit.album.organise: maps, clustering without labels, album organisation (issue 5)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facekit.album import make_group_photo
-from facekit.cluster import cluster_faces, clustering_scores, project, sweep_cluster_threshold
+from facekit.album.organise import make_group_photo
+from facekit.recognition.cluster import cluster_faces, clustering_scores, project, sweep_cluster_threshold
 
 
 def test_clusters_match_identities_on_sample(celeb_train):
@@ -63,7 +63,7 @@ def album_dir(tmp_path_factory, celeb_train, detector):
     tests the album's bookkeeping; clustering quality on all photos is tested above."""
     from PIL import Image
 
-    from facekit.io import load_image
+    from facekit.core.images import load_image
 
     root = tmp_path_factory.mktemp("album")
     people = ["ben_afflek", "madonna", "elton_john"]
@@ -94,7 +94,7 @@ def album_dir(tmp_path_factory, celeb_train, detector):
 
 
 def test_album_puts_each_persons_photos_together(album_dir, tmp_path):
-    from facekit.album import SINGLETONS, organise_album
+    from facekit.album.organise import SINGLETONS, organise_album
 
     root, truth = album_dir
     album = organise_album(root, progress=False)
@@ -127,8 +127,8 @@ def test_album_puts_each_persons_photos_together(album_dir, tmp_path):
 
 
 def test_album_names_groups_with_an_identifier(album_dir, celeb_train):
-    from facekit.album import organise_album
-    from facekit.identify import FaceIdentifier
+    from facekit.album.organise import organise_album
+    from facekit.recognition.identify import FaceIdentifier
 
     root, truth = album_dir
     m = celeb_train.labels != "madonna"
@@ -143,7 +143,7 @@ def test_album_export_is_safe(album_dir, tmp_path):
     (nothing overwritten), every path stays inside, an export inside the album is left out of the scan."""
     import shutil
 
-    from facekit.album import organise_album
+    from facekit.album.organise import organise_album
 
     root, truth = album_dir
     album = organise_album(root, progress=False)

@@ -31,7 +31,7 @@ def test_fault_kind(kind):
 
 def test_live_frames_garbage_and_oversized(embedder, detector):
     """Frames through LiveRecognizer.process_jpeg: garbage never crashes the loop and a 140 KB PNG of
-    12000x12000 px must be refused before decoding (facekit.io.check_image_bytes), not decoded."""
+    12000x12000 px must be refused before decoding (facekit.core.images.check_image_bytes), not decoded."""
     _check(faults.campaign("frames", quick=True), 9)
 
 
@@ -42,7 +42,7 @@ def test_damaged_caches_of_other_modules():
 
 
 def test_emptied_store_file_is_refused_not_restarted(tmp_path):
-    from facekit.store import FaceStore, StoreError
+    from facekit.store.db import FaceStore, StoreError
 
     path = tmp_path / "s.sqlite3"
     with FaceStore(path) as s:
@@ -62,7 +62,7 @@ def test_notebook_rerun_orders_06_04_06(tmp_path):
     c = faults.Campaign(tmp_path)
     faults.notebook_orders(c)
     assert c.tried == 3 and (c.lost, c.wrong, c.unclear) == (0, 0, 0), c.failures
-    from facekit.store import FaceStore
+    from facekit.store.db import FaceStore
 
     with FaceStore(tmp_path / "nb-real.sqlite3") as s:
         people = {p.name: p.faces for p in s.people()}

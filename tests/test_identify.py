@@ -1,4 +1,4 @@
-"""facekit.identify: SVM identification, "unknown" for strangers, save/load without pickle (issue 5)."""
+"""facekit.recognition.identify: SVM identification, "unknown" for strangers, save/load without pickle (issue 5)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import json
 import numpy as np
 import pytest
 
-from facekit.identify import (DEFAULT_THRESHOLD, UNKNOWN, FaceIdentifier, IdentifierFormatError, choose_threshold,
-                              cross_val_names, evaluate_open_set, identify_photo, open_set_scores, open_set_split,
-                              rejection_roc)
+from facekit.recognition.identify import (DEFAULT_THRESHOLD, FaceIdentifier, IdentifierFormatError,
+    choose_threshold, evaluate_open_set, identify_photo, open_set_scores, open_set_split, rejection_roc)
+from facekit.core.constants import UNKNOWN
+from facekit.teach.baselines import cross_val_names
 
 
 def _without(fs, name):
@@ -169,8 +170,8 @@ def test_rejection_rules_on_sample(celeb_train, celeb_val):
 
 
 def test_identify_photo_names_every_face(celeb_train, celeb_dir, tmp_path):
-    from facekit.album import make_group_photo
-    from facekit.io import load_image
+    from facekit.album.organise import make_group_photo
+    from facekit.core.images import load_image
 
     a = load_image(sorted((celeb_dir / "val" / "madonna").iterdir())[0])
     b = load_image(sorted((celeb_dir / "val" / "elton_john").iterdir())[0])
@@ -186,7 +187,7 @@ def test_identify_photo_names_every_face(celeb_train, celeb_dir, tmp_path):
 
 @pytest.mark.slow
 def test_lfw_people_faces_small(lfw_home_dir):
-    from facekit.identify import lfw_people_faces
+    from facekit.teach.lfw import lfw_people_faces
 
     lfw = lfw_people_faces(20, max_faces_per_person=6, max_people=4, progress=False)
     assert len(lfw) == 24 and len(lfw.names) == 4
@@ -268,7 +269,7 @@ def test_two_processes_saving_one_gallery_never_mix(tmp_path):
     import subprocess
     import sys
 
-    code = ("import sys, numpy as np; from facekit.identify import FaceIdentifier\n"
+    code = ("import sys, numpy as np; from facekit.recognition.identify import FaceIdentifier\n"
             "r = np.random.default_rng(int(sys.argv[2])); x = r.normal(size=(6, 128))\n"
             "f = FaceIdentifier().fit(x, [sys.argv[3]] * 3 + ['z' + sys.argv[3]] * 3)\n"
             "for _ in range(30): f.save(sys.argv[1])\n")

@@ -1,11 +1,11 @@
-"""facekit.index: the FAISS inverted file agrees with exact search on a 10k gallery at the chosen settings;
+"""facekit.store.index: the FAISS inverted file agrees with exact search on a 10k gallery at the chosen settings;
 add/forget keep it in step; it retrains as the gallery grows (issue 15)."""
 
 import numpy as np
 import pytest
 
-from facekit.index import MIN_PROBES, PROBE_SHARE, GalleryIndex, exact_search, factory_string, nlist_for
-from facekit.threads import cpu_count, faiss_threads
+from facekit.store.index import MIN_PROBES, PROBE_SHARE, GalleryIndex, exact_search, factory_string, nlist_for
+from facekit.core.threads import cpu_count, faiss_threads
 
 
 def _faces(n, rng, people=None):
@@ -67,7 +67,7 @@ def test_add_and_forget_keep_in_step(exact_max):
 
 
 def test_sync_follows_the_store(tmp_path):
-    from facekit.store import FaceStore
+    from facekit.store.db import FaceStore
 
     rng = np.random.default_rng(2)
     x, _ = _faces(60, rng, people=3)
@@ -151,7 +151,7 @@ def test_identification_stops_early_without_changing_who():
 def test_sync_catches_a_reused_face_id(tmp_path, exact_max):
     """SQLite gives a new face the largest id again after that face was deleted: sync must treat
     the id as a new face (new vector, new name), in exact and in IVF mode."""
-    from facekit.store import FaceStore
+    from facekit.store.db import FaceStore
 
     rng = np.random.default_rng(3)
     x, _ = _faces(1_300, rng, people=40)
@@ -176,8 +176,8 @@ def test_saved_gallery_round_trip_sync_and_damage(tmp_path, monkeypatch):
     (enrol, forget), answers like a fresh build, and a damaged file is rebuilt with a warning."""
     import faiss
 
-    from facekit.gallery_file import gallery_from_store, gallery_path, load_gallery
-    from facekit.store import FaceStore
+    from facekit.store.index_file import gallery_from_store, gallery_path, load_gallery
+    from facekit.store.db import FaceStore
 
     rng = np.random.default_rng(4)
     x, who = _faces(3_000, rng, people=300)
@@ -223,8 +223,8 @@ def test_saved_gallery_round_trip_sync_and_damage(tmp_path, monkeypatch):
 
 def test_saved_gallery_of_another_size_is_rebuilt(tmp_path, monkeypatch):
     """A saved index that does not fit the store (another embedding size) is replaced, with a warning."""
-    from facekit.gallery_file import gallery_from_store, gallery_path, load_gallery, save_gallery
-    from facekit.store import FaceStore
+    from facekit.store.index_file import gallery_from_store, gallery_path, load_gallery, save_gallery
+    from facekit.store.db import FaceStore
 
     monkeypatch.setenv("FACEKIT_HOME", str(tmp_path / "home"))
     rng = np.random.default_rng(5)

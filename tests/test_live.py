@@ -20,7 +20,7 @@ SCENE_PEOPLE = ["ben_afflek", "elton_john", STRANGER]
 
 @pytest.fixture(scope="module")
 def identifier(celeb_train):
-    from facekit.identify import FaceIdentifier
+    from facekit.recognition.identify import FaceIdentifier
 
     keep = np.isin(celeb_train.labels, ENROLLED)
     return FaceIdentifier().fit(celeb_train.embeddings[keep], celeb_train.labels[keep])
@@ -175,7 +175,7 @@ def test_threshold_moves_live_without_reembedding(identifier, frames, detector, 
 def test_enrol_from_the_camera_then_recognised_and_saved(identifier, detector, embedder, tmp_path):
     import copy
 
-    from facekit.identify import FaceIdentifier
+    from facekit.recognition.identify import FaceIdentifier
     from facekit.live import LiveRecognizer, make_demo_scene
 
     stranger = make_demo_scene([STRANGER], n_frames=30, seed=3, detector=detector)
@@ -241,7 +241,7 @@ class SlowRecognizer:
 
 
 def _widget(rec, **kw):
-    from facekit.camera import CameraWidget
+    from facekit.live.camera import CameraWidget
 
     w = CameraWidget(rec, **kw)
     sent = []
@@ -285,7 +285,7 @@ def test_camera_widget_drops_frames_while_busy_never_queues():
 
 
 def test_camera_widget_messages_threshold_and_enrol():
-    from facekit.camera import CameraWidget
+    from facekit.live.camera import CameraWidget
 
     rec = SlowRecognizer(0.0)
     w, sent = _widget(rec, threaded=False)
@@ -314,7 +314,7 @@ def test_camera_widget_messages_threshold_and_enrol():
 # --- server-side sources -----------------------------------------------------------------
 
 def test_video_file_source_and_run_source(identifier, scene, detector, embedder, tmp_path):
-    from facekit.camera import VideoSource, write_video
+    from facekit.live.camera import VideoSource, write_video
     from facekit.live import LiveRecognizer, run_source
 
     path = write_video(tmp_path / "demo.mp4", (scene.frame(i) for i in range(30, 60)), fps=15)
@@ -332,7 +332,7 @@ def test_video_file_source_and_run_source(identifier, scene, detector, embedder,
 
 
 def test_video_source_errors_are_clear(tmp_path):
-    from facekit.camera import VideoSource
+    from facekit.live.camera import VideoSource
 
     with pytest.raises(FileNotFoundError, match="no such video file"):
         VideoSource(tmp_path / "missing.mp4")
@@ -344,7 +344,7 @@ def test_video_source_errors_are_clear(tmp_path):
 
 def test_live_source_keeps_only_the_newest_frame(tmp_path, scene):
     """A live source read slower than it produces frames drops old ones instead of queueing."""
-    from facekit.camera import VideoSource, write_video
+    from facekit.live.camera import VideoSource, write_video
 
     path = write_video(tmp_path / "live.avi", (scene.frame(i) for i in range(0, 60)), fps=30)
     src = VideoSource(path, live=True)  # a file read like a stream: the reader thread runs ahead
@@ -360,7 +360,7 @@ def test_live_source_keeps_only_the_newest_frame(tmp_path, scene):
 
 
 def test_write_y4m_layout(tmp_path, scene):
-    from facekit.camera import write_video
+    from facekit.live.camera import write_video
 
     path = write_video(tmp_path / "cam.y4m", (scene.frame(i) for i in range(3)), fps=15)
     data = path.read_bytes()
@@ -422,14 +422,14 @@ def test_webcam_enrolment_goes_into_the_face_store_at_once(identifier, detector,
     import sys
 
     from facekit.live import LiveRecognizer, make_demo_scene
-    from facekit.store import FaceStore
+    from facekit.store.db import FaceStore
 
     store = FaceStore(tmp_path / "faces.sqlite3")
     store.add_faces("someone_else", identifier.gallery_[:2], model=embedder)  # enrolled elsewhere
     stranger = make_demo_scene([STRANGER], n_frames=20, seed=3, detector=detector)
     rec = LiveRecognizer(copy.deepcopy(identifier), detector=detector, embedder=embedder, store=store)
     assert rec.enrol_frames([stranger.frame(i) for i in (6, 10, 14)], "newcomer") >= 2
-    code = ("import sys; from facekit.store import FaceStore; "
+    code = ("import sys; from facekit.store.db import FaceStore; "
             "print(sorted(p.name for p in FaceStore(sys.argv[1]).people()))")
     out = subprocess.run([sys.executable, "-c", code, str(store.path)], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "['newcomer', 'someone_else']", out.stderr
@@ -443,7 +443,7 @@ def test_webcam_enrolment_goes_into_the_face_store_at_once(identifier, detector,
 def test_existing_gallery_file_is_never_overwritten_with_less(identifier, detector, embedder, tmp_path):
     import copy
 
-    from facekit.identify import FaceIdentifier
+    from facekit.recognition.identify import FaceIdentifier
     from facekit.live import LiveRecognizer
 
     path = tmp_path / "gallery.npz"

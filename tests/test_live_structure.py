@@ -4,7 +4,7 @@
   replaces :class:`FlowTracker` in :class:`LiveRecognizer`, and the loop still names the sample
   faces (real model, real sample photos, the synthetic demo scene).
 - ``import facekit.live.video`` in a fresh interpreter imports no widget library (nor TensorFlow).
-- Every name ``facekit.live`` and ``facekit.camera`` exported before the split still imports; the
+- Every name ``facekit.live`` and ``facekit.live.camera`` exported before the split still imports; the
   American enrolment spellings are aliases; the camera widget's slider starts at the recogniser's
   threshold, which defaults to the model's calibrated one.
 """
@@ -49,7 +49,7 @@ class DetectEveryFrame:
 
 @pytest.fixture(scope="module")
 def identifier(celeb_train):
-    from facekit.identify import FaceIdentifier
+    from facekit.recognition.identify import FaceIdentifier
 
     keep = np.isin(celeb_train.labels, ENROLLED)
     return FaceIdentifier().fit(celeb_train.embeddings[keep], celeb_train.labels[keep])
@@ -114,7 +114,7 @@ def test_importing_facekit_live_is_light():
 
 
 def test_every_old_public_name_still_imports():
-    import facekit.camera as camera
+    import facekit.live.camera as camera
     import facekit.live as live
     from facekit.live import video
 
@@ -152,10 +152,10 @@ def test_enrol_is_the_api_spelling_and_enroll_an_alias():
 
 
 def test_threshold_defaults_to_the_model_and_the_slider_starts_there(celeb_train):
-    from facekit.camera import CameraWidget
-    from facekit.identify import FaceIdentifier
+    from facekit.live.camera import CameraWidget
+    from facekit.recognition.identify import FaceIdentifier
     from facekit.live import LiveRecognizer
-    from facekit.registry import model_spec
+    from facekit.models.registry import model_spec
 
     unknown = model_spec("facenet128").thresholds.unknown
     rec = LiveRecognizer()  # no gallery yet

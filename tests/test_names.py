@@ -1,4 +1,4 @@
-"""facekit.names.check_name: one canonical spelling of a person's name, hostile names refused
+"""facekit.core.names.check_name: one canonical spelling of a person's name, hostile names refused
 with an error that names the problem and the fix (issue 13)."""
 
 from __future__ import annotations
@@ -7,7 +7,7 @@ import unicodedata
 
 import pytest
 
-from facekit.names import InvalidNameError, check_name, check_names, is_generated_name
+from facekit.core.names import InvalidNameError, check_name, check_names, is_generated_name
 
 HOSTILE = ["", "   ", "\t", "../x", "..", ".", "/abs/path", "a/b", "a\\b", ".hidden", "a\nb", "a\x00b",
            "a\x1bb", "evil\u202etxt.jpg", "x" * 65, "é" * 101, "unknown", "UNKNOWN", "singletons",

@@ -20,12 +20,12 @@ def test_import_does_no_work():
 
 
 def test_flat_functions_survive_submodule_imports(tmp_path):
-    """``fk.embed`` / ``fk.verify`` stay callable after ``from facekit.embed import ...`` (Python
+    """``fk.embed`` / ``fk.verify`` stay callable after ``from facekit.embedding.embedder import ...`` (Python
     then sets the package attribute to the submodule), and the modules keep their contents."""
     code = ("import numpy as np, facekit as fk\n"
-            "from facekit.embed import Embedder\n"
-            "from facekit.verify import sq_l2\n"
-            "import facekit.embed as fe\n"
+            "from facekit.embedding.embedder import Embedder\n"
+            "from facekit.recognition.verify import sq_l2\n"
+            "import facekit.embedding.embedder as fe\n"
             "e = fk.embed(np.zeros((1, 160, 160, 3), np.uint8))\n"
             "same, d = fk.verify(e[0], e[0])\n"
             "print(e.shape, same, round(d, 6), fe.Embedder is Embedder, callable(fe.onnx_path))\n")

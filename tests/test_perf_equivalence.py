@@ -21,7 +21,7 @@ TOL = 1e-4
 
 # -- embedding --------------------------------------------------------------------------------
 def test_fast_embedding_equals_keras_model(embedder, celeb_val):
-    from facekit.embed import prewhiten
+    from facekit.embedding.embedder import prewhiten
 
     assert embedder.backend == "onnxruntime", "the exported folded graph must be in use by default"
     crops = celeb_val.crops
@@ -37,7 +37,7 @@ def test_fast_embedding_equals_keras_model(embedder, celeb_val):
 
 def test_fast_embedding_equals_keras_on_other_inputs(embedder, rng):
     """Saturated, flat and noisy crops (std floor of prewhitening, extreme activations)."""
-    from facekit.embed import prewhiten
+    from facekit.embedding.embedder import prewhiten
 
     crops = np.stack([np.zeros((160, 160, 3), np.uint8), np.full((160, 160, 3), 255, np.uint8),
                       *rng.integers(0, 256, (8, 160, 160, 3), dtype=np.uint8)])
@@ -47,13 +47,13 @@ def test_fast_embedding_equals_keras_on_other_inputs(embedder, rng):
 
 @pytest.fixture(scope="module")
 def tf_embedder(embedder):
-    from facekit.embed import Embedder
+    from facekit.embedding.embedder import Embedder
 
     return Embedder(backend="tensorflow", keras_model=embedder.keras_model)  # share the loaded weights
 
 
 def test_other_backends_agree(embedder, tf_embedder, celeb_val):
-    from facekit.embed import Embedder
+    from facekit.embedding.embedder import Embedder
 
     slow = Embedder(backend="keras", keras_model=embedder.keras_model)
     crops = celeb_val.crops[:10]
@@ -71,8 +71,8 @@ def test_damaged_or_tampered_onnx_cache_is_rebuilt(embedder, celeb_val, tmp_path
     one whose manifest was forged to match it are each rebuilt, never used."""
     import json
 
-    import facekit.embed as fe
-    from facekit.onnxgraph import manifest_path
+    import facekit.embedding.embedder as fe
+    from facekit.runtime.onnxgraph import manifest_path
 
     monkeypatch.setenv("FACEKIT_HOME", str(tmp_path))  # a cache of its own (nothing shared is patched)
     crops = celeb_val.crops[:3]
@@ -109,7 +109,7 @@ def test_onnx_falls_back_when_folding_fails(embedder, celeb_val, tmp_path, monke
     """Issue 12: a model fastgraph cannot fold runs on TensorFlow/Keras with a warning saying why."""
     import keras
 
-    import facekit.embed as fe
+    import facekit.embedding.embedder as fe
 
     monkeypatch.setenv("FACEKIT_HOME", str(tmp_path))
     km = embedder.keras_model
@@ -126,13 +126,13 @@ def test_fingerprint_is_cheap_and_stable(embedder):
     import subprocess
     import sys
 
-    from facekit.embed import Embedder
+    from facekit.embedding.embedder import Embedder
 
     fp = Embedder().fingerprint
     assert fp.startswith("facenet128/6acdd8fb3a3f/onnx-v") and fp.endswith("/fp32")
     assert embedder.fingerprint == fp == Embedder(backend="keras").fingerprint
     assert Embedder(precision="int8").fingerprint != fp
-    code = "import sys, facekit.embed as fe; print(fe.Embedder().fingerprint, 'tensorflow' in sys.modules)"
+    code = "import sys, facekit.embedding.embedder as fe; print(fe.Embedder().fingerprint, 'tensorflow' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.split() == [fp, "False"], out.stderr[-2000:]
 
@@ -142,12 +142,12 @@ def test_new_process_embeds_without_tensorflow(embedder, celeb_val, tmp_path):
     import subprocess
     import sys
 
-    from facekit.embed import onnx_path
+    from facekit.embedding.embedder import onnx_path
 
     assert onnx_path(build=False).exists()  # the session fixture built it
     np.save(tmp_path / "crops.npy", celeb_val.crops[:4])
     code = ("import sys, numpy as np, facekit; "
-            f"e = facekit.embed(np.load({str(tmp_path / 'crops.npy')!r})); "
+            f"e = facekit.embedding.embedder(np.load({str(tmp_path / 'crops.npy')!r})); "
             f"np.save({str(tmp_path / 'out.npy')!r}, e); "
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
@@ -157,7 +157,7 @@ def test_new_process_embeds_without_tensorflow(embedder, celeb_val, tmp_path):
 
 
 def test_folding_removed_batchnorm_and_merged_branches(embedder):
-    from facekit.fastgraph import conv_macs, winograd_plan
+    from facekit.runtime.fastgraph import conv_macs, winograd_plan
 
     g = embedder.folded_graph()
     kinds = [g.nodes[k].kind for k in g.order]
@@ -170,7 +170,7 @@ def test_folding_removed_batchnorm_and_merged_branches(embedder):
 
 @pytest.mark.parametrize("m,r", [(2, 3), (4, 3), (6, 3), (4, 7)])
 def test_winograd_matrices(m, r, rng):
-    from facekit.fastgraph import winograd_matrices
+    from facekit.runtime.fastgraph import winograd_matrices
 
     AT, G, BT = winograd_matrices(m, r)
     d, g = rng.standard_normal(m + r - 1), rng.standard_normal(r)
@@ -185,7 +185,7 @@ def test_winograd_matrices(m, r, rng):
 def test_winograd_conv_equals_direct(shape, kernel, padding, m, rng):
     import tensorflow as tf
 
-    from facekit.fastgraph import _winograd_constants, _winograd_conv
+    from facekit.runtime.fastgraph import _winograd_constants, _winograd_conv
 
     x = np.maximum(rng.standard_normal(shape), 0).astype(np.float32)
     w = rng.standard_normal((*kernel, shape[3], 12)) / np.sqrt(np.prod(kernel) * shape[3])
@@ -206,15 +206,15 @@ def _iou(a, b) -> float:
 
 @pytest.fixture(scope="module")
 def sample_photos(celeb_dir):
-    from facekit.io import load_image
+    from facekit.core.images import load_image
 
     paths = sorted(p for p in celeb_dir.glob("val/*/*") if p.is_file())[::4]  # 7 photos, 5 people
     return [load_image(p) for p in paths]
 
 
 def test_fast_detector_agrees_with_mtcnn(sample_photos, detector):
-    from facekit.detect import Detector
-    from facekit.pipeline import largest_face
+    from facekit.detection.detector import Detector
+    from facekit.detection.detector import largest_face
 
     assert detector.fast
     ref = Detector(fast=False)
@@ -229,7 +229,7 @@ def test_fast_detector_agrees_with_mtcnn(sample_photos, detector):
 
 
 def _frame(img, w=640, h=480):
-    from facekit.mtcnn_int8 import letterbox_frame  # the webcam-sized test frame bench/quant.py uses too
+    from facekit.detection.int8 import letterbox_frame  # the webcam-sized test frame bench/quant.py uses too
 
     return letterbox_frame(img, w, h)
 

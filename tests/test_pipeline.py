@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import facekit as fk
-from facekit.datasets import list_identities
+from facekit.data.folders import list_identities
 
 # Multi-person photos checked by eye (see tests/README.md): file -> faces with confidence >= 0.9.
 MULTI = {
@@ -69,7 +69,7 @@ def test_single_person_photos_mostly_one_confident_face(celeb_dir, detector):
 
 
 def test_align_levels_the_eyes(celeb_train):
-    from facekit.align import align_face, crop_transform
+    from facekit.detection.align import align_face, crop_transform
 
     img_face = celeb_train.faces[0]
     m = crop_transform(img_face)

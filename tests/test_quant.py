@@ -1,4 +1,4 @@
-"""Issue 17: the int8 path (facekit.quant, facekit.mtcnn_int8) on the real model and real photos.
+"""Issue 17: the int8 path (facekit.runtime.quant, facekit.detection.int8) on the real model and real photos.
 
 - CPU detection from /proc/cpuinfo flags;
 - the int8 embedder: unit-norm float32 (N, 128), cosine >= 0.99 to float32 on the sample crops,
@@ -20,7 +20,7 @@ import pytest
 
 @pytest.fixture(scope="module")
 def int8_embedder():
-    from facekit.embed import Embedder
+    from facekit.embedding.embedder import Embedder
 
     return Embedder(precision="int8").warmup()
 
@@ -33,7 +33,7 @@ def int8_embedder():
     ("fpu sse sse2", "none"),
 ])
 def test_cpu_int8_reads_flags(tmp_path, flags, expected):
-    from facekit.quant import cpu_int8
+    from facekit.runtime.quant import cpu_int8
 
     info = tmp_path / "cpuinfo"
     info.write_text(f"processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: {flags}\n\n")
@@ -61,7 +61,7 @@ def test_int8_verification_on_sample_pairs(embedder, int8_embedder, celeb_train,
     """>= 99% of the 300 held-out sample pairs (validation photos, never used for calibration) at
     int8's own threshold. On the 4,278 training pairs (the calibration photos; some are hard:
     float32 itself gets 98.2% there at 1.22), int8 must be no worse than float32 at its own."""
-    from facekit.verify import accuracy_at, pairwise_sq_l2
+    from facekit.recognition.verify import accuracy_at, pairwise_sq_l2
 
     def acc(emb, fs):
         e = emb.embed(fs.crops)
@@ -78,10 +78,10 @@ def test_int8_cache_key_and_tampering(embedder, int8_embedder, celeb_val, tmp_pa
     """A changed key builds a new file; a tampered file (manifest forged or not) is rebuilt."""
     import hashlib
 
-    import facekit.embed as fe
-    import facekit.quant as fq
-    from facekit.onnxgraph import manifest_path
-    from facekit.registry import cache_dir
+    import facekit.embedding.embedder as fe
+    import facekit.runtime.quant as fq
+    from facekit.runtime.onnxgraph import manifest_path
+    from facekit.core.cache import cache_dir
 
     real = cache_dir()
     # reuse the already built float32 model and calibration crops; build the int8 one in tmp_path
@@ -119,8 +119,8 @@ def test_int8_cache_key_and_tampering(embedder, int8_embedder, celeb_val, tmp_pa
 
 
 def test_auto_never_picks_a_slower_int8(tmp_path, monkeypatch):
-    import facekit.quant as fq
-    from facekit.embed import Embedder
+    import facekit.runtime.quant as fq
+    from facekit.embedding.embedder import Embedder
 
     monkeypatch.setenv("FACEKIT_HOME", str(tmp_path))
     speed = tmp_path / "compiled" / "speed-facenet128.json"
@@ -152,10 +152,10 @@ def test_auto_never_picks_a_slower_int8(tmp_path, monkeypatch):
 
 
 def test_int8_mtcnn_finds_the_sample_faces(detector, celeb_dir):
-    from facekit.detect import Detector
-    from facekit.io import load_image
-    from facekit.mtcnn_int8 import letterbox_frame
-    from facekit.quant import int8_mtcnn_networks
+    from facekit.detection.detector import Detector
+    from facekit.core.images import load_image
+    from facekit.detection.int8 import letterbox_frame
+    from facekit.detection.int8 import int8_mtcnn_networks
 
     int8 = Detector(networks=int8_mtcnn_networks())
     photos = [load_image(p) for p in sorted(celeb_dir.glob("val/*/*.jpg"))]

@@ -7,8 +7,8 @@ import urllib.error
 
 import pytest
 
-from facekit import registry
-from facekit.registry import ChecksumError, FetchError
+from facekit.core import cache as registry
+from facekit.core.cache import ChecksumError, FetchError
 
 
 @pytest.fixture()
@@ -102,7 +102,7 @@ def test_two_processes_fetching_at_once_both_get_the_verified_file(local_index):
     import subprocess
     import sys
 
-    code = "from facekit import registry; print(registry.sha256sum(registry.model_path()))"
+    code = "from facekit.core import cache; print(cache.sha256sum(cache.model_path()))"
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outs = [p.communicate(timeout=600)[0].strip() for p in procs]
     assert [p.returncode for p in procs] == [0, 0]
@@ -130,7 +130,7 @@ def test_offline_fetch_fails_clearly(tmp_path, monkeypatch):
 def test_512d_models_fail_clearly_offline(tmp_path, monkeypatch):
     import urllib.request
 
-    from facekit.embed import Embedder
+    from facekit.embedding.embedder import Embedder
 
     def no_network(*a, **k):
         raise urllib.error.URLError("network unreachable (simulated)")
@@ -145,7 +145,7 @@ def test_512d_models_fail_clearly_offline(tmp_path, monkeypatch):
 
 
 def test_unknown_model_name():
-    from facekit.embed import Embedder
+    from facekit.embedding.embedder import Embedder
 
     with pytest.raises(ValueError, match="facenet128"):
         Embedder("facenet1024")

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 
 import facekit as fk
-from facekit import photometric as ph
-from facekit import pipeline as P
-from facekit.pipeline import lever_plan
+from facekit.core import photometric as ph
+from facekit import faces as P
+from facekit.faces import lever_plan
 
 FACE = "train/ben_afflek/httpcsvkmeuaeccjpg.jpg"
 

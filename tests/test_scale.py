@@ -7,9 +7,9 @@ import os
 import numpy as np
 import pytest
 
-from facekit.registry import celebrity_dir
-from facekit.scan import list_photos, run_local
-from facekit.store import FaceStore
+from facekit.core.cache import celebrity_dir
+from facekit.album.scan import list_photos, run_local
+from facekit.store.db import FaceStore
 
 pytestmark = pytest.mark.slow
 
@@ -27,7 +27,7 @@ def _same_rows(local: list[dict], ray: list[dict]) -> None:
 
 
 def _lfw_subset(tmp_path, n=200):
-    from facekit.lfw import lfw_pairs  # LFW must be present (SCIKIT_LEARN_DATA)
+    from facekit.data.lfw import lfw_pairs  # LFW must be present (SCIKIT_LEARN_DATA)
 
     paths = list(dict.fromkeys(lfw_pairs().paths.ravel().tolist()))[:n]
     d = tmp_path / "lfw"
@@ -47,7 +47,7 @@ def ray_local():
 
 
 def test_ray_equals_local_on_samples_and_lfw(tmp_path, ray_local):
-    from facekit.scale import index_folder_ray
+    from facekit.album.ray import index_folder_ray
 
     for root in (celebrity_dir(), _lfw_subset(tmp_path)):
         local_store = FaceStore(tmp_path / f"local-{root.name}.sqlite3")
@@ -67,7 +67,7 @@ def test_ray_equals_local_on_samples_and_lfw(tmp_path, ray_local):
 
 def test_two_stage_layout_equals_local(tmp_path, ray_local):
     """fuse=False (DetectAlign actors, then an Embed actor pool) gives the local engine's rows too."""
-    from facekit.scale import index_folder_ray
+    from facekit.album.ray import index_folder_ray
 
     rep_l, rows_l = run_local(celebrity_dir(), FaceStore(tmp_path / "local.sqlite3"), keep_rows=True, progress=False)
     rep_r, rows_r = index_folder_ray(celebrity_dir(), FaceStore(tmp_path / "ray.sqlite3"), keep_rows=True,
@@ -79,8 +79,8 @@ def test_two_stage_layout_equals_local(tmp_path, ray_local):
 def test_embed_actor_threads_equal_its_cpus():
     """The Embed actor's ONNX Runtime session has intra-op threads = the actor's CPUs, and embeds
     as the Embedder does."""
-    from facekit.embed import Embedder
-    from facekit.scale import Embed
+    from facekit.embedding.embedder import Embedder
+    from facekit.album.ray import Embed
 
     actor = Embed(None, 1)
     crops = np.random.default_rng(0).integers(0, 256, (3, 160, 160, 3), dtype=np.uint8)
@@ -123,7 +123,7 @@ def test_faceless_and_broken_photos_and_interrupt(tmp_path, ray_local):
 
     from PIL import Image
 
-    from facekit.scale import index_folder_ray, read_shards
+    from facekit.album.ray import index_folder_ray, read_shards
 
     d = tmp_path / "photos"
     d.mkdir()
@@ -165,7 +165,7 @@ def test_cli_index_engine_ray(tmp_path, capsys, ray_local):
     import json
     import shutil
 
-    from facekit.cli import EXIT_FAILED, EXIT_OK, main
+    from facekit.cli.main import EXIT_FAILED, EXIT_OK, main
 
     d = tmp_path / "album"
     d.mkdir()

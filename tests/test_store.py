@@ -1,4 +1,4 @@
-"""facekit.store.FaceStore: the SQLite face store of issue 13 (real SQLite files, real processes,
+"""facekit.store.db.FaceStore: the SQLite face store of issue 13 (real SQLite files, real processes,
 real model and photos where enrolment is tested)."""
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facekit.exchange import FileFormatError
-from facekit.identify import UNKNOWN
-from facekit.names import InvalidNameError
-from facekit.store import (SCHEMA_VERSION, EmptyStoreError, FaceRecord, FaceStore, PhotoSource, StoreError,
-                           UnknownPersonError, default_store_path)
+from facekit.core.exchange import FileFormatError
+from facekit.core.constants import UNKNOWN
+from facekit.core.names import InvalidNameError
+from facekit.store.db import (SCHEMA_VERSION, EmptyStoreError, FaceRecord, FaceStore, PhotoSource, StoreError,
+    UnknownPersonError, default_store_path)
 
 FP = "facenet128/test"  # a fingerprint string (facenet128 thresholds): no model needed for storage tests
 ROOT = Path(__file__).resolve().parents[1]
@@ -261,7 +261,7 @@ def test_damaged_embedding_rows_left_out_with_a_warning(tmp_path, rng):
 
 _WRITER = """
 import sys, numpy as np
-from facekit.store import FaceStore
+from facekit.store.db import FaceStore
 s = FaceStore(sys.argv[1])
 rng = np.random.default_rng(int(sys.argv[3]))
 for i in range(int(sys.argv[4])):
@@ -332,7 +332,7 @@ def test_enrol_folder_reports_what_it_does_not_use(tmp_path, celeb_dir, embedder
 
 
 def test_store_identifier_names_real_faces(tmp_path, celeb_train, celeb_val, embedder):
-    from facekit.enrol import enrol_faceset
+    from facekit.store.enrol import enrol_faceset
 
     s = FaceStore(tmp_path / "s.sqlite3")
     m = celeb_train.labels != "madonna"

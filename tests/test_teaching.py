@@ -9,8 +9,8 @@ import itertools
 import numpy as np
 import pytest
 
-from facekit.stats import binomial_ci, mcnemar, standard_error
-from facekit.triplet import triplet_separation
+from facekit.core.stats import binomial_ci, mcnemar, standard_error
+from facekit.training.triplet import triplet_separation
 
 
 def test_standard_error_is_sample_std_over_sqrt_k():
@@ -65,13 +65,14 @@ def test_triplet_separation_matches_a_loop_over_all_triplets():
 
 
 def test_triplet_names_still_importable_from_facekit_triplet():
-    from facekit.triplet import TripletNet, make_embedding_cnn
-    from facekit.triplet_train import TripletNet as T2
+    from facekit.training.triplet_train import TripletNet, make_embedding_cnn
+    from facekit.training.triplet_train import TripletNet as T2
     assert TripletNet is T2 and callable(make_embedding_cnn)
 
 
 def test_new_explorers_draw_headless_and_react():
-    from facekit.viz import plot_det, sphere_explorer, threshold_explorer
+    from facekit.teach.plots import plot_det
+    from facekit.teach.widgets import sphere_explorer, threshold_explorer
 
     rng = np.random.default_rng(0)
     same = rng.random(400) < 0.5

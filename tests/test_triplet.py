@@ -1,4 +1,4 @@
-"""facekit.triplet: the loss against a plain NumPy reference, finite gradients, the P x K sampler,
+"""facekit.training.triplet: the loss against a plain NumPy reference, finite gradients, the P x K sampler,
 and a real (small) training run on LFW that must beat the untrained network on unseen people."""
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from facekit import triplet as T  # noqa: E402
+from facekit.training import triplet as T  # noqa: E402
 
 MARGIN = 0.2
 

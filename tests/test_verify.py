@@ -1,4 +1,4 @@
-"""facekit.verify: distances, the LFW 10-fold protocol, ROC, and LFW through facekit's pipeline."""
+"""facekit.recognition.verify: distances, the LFW 10-fold protocol, ROC, and LFW through facekit's pipeline."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
-# the module, not the function facekit.verify (the package exports the function under the same name)
-V = importlib.import_module("facekit.verify")
+# the module, not the function facekit.recognition.verify (the package exports the function under the same name)
+V = importlib.import_module("facekit.recognition.verify")
 
 
 # --- distances ---------------------------------------------------------------------------
@@ -157,7 +157,7 @@ def test_roc_and_tar_at_far():
 
 
 def test_lfw_subset_balanced_and_nested():
-    from facekit.datasets import LFWPairs
+    from facekit.data.lfw import LFWPairs
 
     paths = np.array([(f"a{i}", f"b{i}") for i in range(200)])
     same = np.tile(np.r_[np.ones(10, bool), np.zeros(10, bool)], 10)
@@ -174,7 +174,7 @@ def test_lfw_subset_balanced_and_nested():
 
 
 def test_pick_subject_prefers_big_central_face():
-    from facekit.detect import Face
+    from facekit.detection.detector import Face
 
     def face(x1, y1, x2, y2, c):
         return Face(np.array([x1, y1, x2, y2], np.float32), np.zeros((5, 2), np.float32), c)
@@ -215,7 +215,7 @@ def test_verify_on_sample_faces(celeb_train):
 def test_lfw_small_subset(lfw_home_dir, embedder):
     """100 LFW pairs (10 per fold) through facekit's default pipeline, cached on disk."""
     pairs = None
-    from facekit.datasets import lfw_pairs
+    from facekit.data.lfw import lfw_pairs
 
     pairs = lfw_pairs(data_home=lfw_home_dir.parent)
     res, embs = V.lfw_verification(pairs, per_fold=10, progress=False)
@@ -233,8 +233,8 @@ def test_lfw_small_subset(lfw_home_dir, embedder):
 @pytest.mark.slow
 def test_lfw_no_face_policy(lfw_home_dir, embedder):
     """Images without a detected face are embedded from the fixed centre box and counted."""
-    from facekit.datasets import lfw_pairs
-    from facekit.detect import Detector
+    from facekit.data.lfw import lfw_pairs
+    from facekit.detection.detector import Detector
 
     paths = lfw_pairs(data_home=lfw_home_dir.parent).paths[:2, 0].tolist()
     blind = Detector(min_face_size=400)  # larger than the 250x250 images: finds nothing
@@ -250,7 +250,7 @@ def test_lfw_no_face_policy(lfw_home_dir, embedder):
 @pytest.mark.slow
 def test_lfw_mirror_and_views(lfw_home_dir, embedder):
     """flip="concat" and views concatenate unit embeddings: a distance is the mean over crops."""
-    from facekit.datasets import lfw_pairs
+    from facekit.data.lfw import lfw_pairs
 
     paths = lfw_pairs(data_home=lfw_home_dir.parent).paths[0].tolist()  # a same-person pair
     kw = dict(cache=False, progress=False)
@@ -270,8 +270,8 @@ def test_lfw_mirror_and_views(lfw_home_dir, embedder):
 def test_detect_batch_matches_one_by_one(lfw_home_dir, detector):
     """Detector.detect_batch (one mtcnn call for many same-size photos) finds the same faces as
     detect() per photo; mixed sizes fall back to per-photo detection."""
-    from facekit.datasets import lfw_pairs
-    from facekit.io import load_image
+    from facekit.data.lfw import lfw_pairs
+    from facekit.core.images import load_image
 
     paths = lfw_pairs(data_home=lfw_home_dir.parent).paths[:3].ravel().tolist()
     paths.append(str(lfw_home_dir / "lfw_funneled" / "John_McEnroe" / "John_McEnroe_0001.jpg"))  # 2 faces
@@ -293,8 +293,8 @@ def test_detect_batch_matches_one_by_one(lfw_home_dir, detector):
 def test_lfw_subject_is_the_centred_person(lfw_home_dir, embedder, detector):
     """John_McEnroe_0001: a larger face in front of him; the centred face is the labelled person,
     and only that crop matches his other photo (a same pair of View 2 that the old rule failed)."""
-    from facekit.align import align_face
-    from facekit.io import load_image
+    from facekit.detection.align import align_face
+    from facekit.core.images import load_image
 
     root = lfw_home_dir / "lfw_funneled" / "John_McEnroe"
     imgs = [load_image(root / f"John_McEnroe_000{i}.jpg") for i in (1, 2)]
@@ -313,7 +313,7 @@ def test_lfw_subject_is_the_centred_person(lfw_home_dir, embedder, detector):
 _WRITER = """
 import sys, numpy as np
 from pathlib import Path
-from facekit.lfw import RowTable
+from facekit.teach.lfw import RowTable
 store = RowTable(Path(sys.argv[1]), {"kind": "test"})
 for i in range(100):  # one save per row: many chances to interleave with the other process
     store.rows[sys.argv[2] + str(i)] = np.full(4, i, np.float32)
@@ -329,7 +329,7 @@ def test_lfw_cache_keeps_rows_of_concurrent_writers(tmp_path):
     path = tmp_path / "embeddings-test.npz"
     procs = [subprocess.Popen([sys.executable, "-c", _WRITER, str(path), p]) for p in ("a", "b")]
     assert [p.wait(timeout=120) for p in procs] == [0, 0]
-    from facekit.lfw import RowTable
+    from facekit.teach.lfw import RowTable
 
     rows = RowTable(path, {}).rows
     assert sorted(rows) == sorted([f"a{i}" for i in range(100)] + [f"b{i}" for i in range(100)])

@@ -1,4 +1,4 @@
-"""Widgets of facekit.viz respond to their controls (drawn into Image widgets, no Output widget)."""
+"""Widgets of facekit.teach.plots respond to their controls (drawn into Image widgets, no Output widget)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ matplotlib.use("Agg")
 def test_triplet_margin_explorer_redraws_on_slider_change():
     import ipywidgets as W
 
-    from facekit.viz import triplet_margin_explorer
+    from facekit.teach.widgets import triplet_margin_explorer
 
     box = triplet_margin_explorer(positive_deg=40, margin=0.2)
     (pos, mar), view = box.children[0].children, box.children[1]

@@ -12,7 +12,7 @@ One module per idea:
 - :mod:`.video` -- JPEG bytes, :class:`VideoSource`, :func:`write_video` (no widget imports).
 - :mod:`.scene` -- :class:`DemoScene`, :func:`make_demo_scene` (a synthetic video with truth).
 
-The browser webcam widget is :class:`facekit.camera.CameraWidget`. Names are imported lazily
+The browser webcam widget is :class:`facekit.live.camera.CameraWidget`. Names are imported lazily
 (PEP 562): ``import facekit.live`` loads neither TensorFlow nor any widget library.
 """
 
@@ -38,7 +38,7 @@ __all__ = sorted(_EXPORTS) + ["UNKNOWN", "refine_faces"]
 
 def __getattr__(name: str):
     if name == "UNKNOWN":
-        from ..identify import UNKNOWN
+        from facekit.core.constants import UNKNOWN
 
         return UNKNOWN
     mod = _EXPORTS.get(name)
@@ -54,10 +54,10 @@ def __dir__():
 
 
 def refine_faces(detector, image, boxes):
-    """Deprecated: use ``detector.refine(image, boxes)`` (:meth:`facekit.detect.Detector.refine`).
+    """Deprecated: use ``detector.refine(image, boxes)`` (:meth:`facekit.detection.detector.Detector.refine`).
 
     Re-detects faces near known boxes with MTCNN's R-Net and O-Net: one
-    :class:`~facekit.detect.Face` or None per box, frame pixels. Notebook 06.
+    :class:`~facekit.detection.detector.Face` or None per box, frame pixels. Notebook 06.
     """
     warnings.warn("facekit.live.refine_faces is deprecated; use Detector.refine(image, boxes)",
                   DeprecationWarning, stacklevel=2)

@@ -1,7 +1,7 @@
-"""Box overlap for live recognition (notebook 06): the names of :mod:`facekit.boxes`, where they live."""
+"""Box overlap for live recognition (notebook 06): the names of :mod:`facekit.core.boxes`, where they live."""
 
 from __future__ import annotations
 
-from ..boxes import greedy_match, iou, iou_matrix
+from facekit.core.boxes import greedy_match, iou, iou_matrix
 
 __all__ = ["iou", "iou_matrix", "greedy_match"]

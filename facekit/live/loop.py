@@ -12,12 +12,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..align import align_face
-from ..identify import UNKNOWN
-from .recognizer import LiveRecognizer
-from .results import PENDING, FrameResult
-from .tracking import FlowTracker
-from .video import VideoSource, as_frame, encode_jpeg
+from facekit.detection.align import align_face
+from facekit.core.constants import UNKNOWN
+from facekit.live.recognizer import LiveRecognizer
+from facekit.live.results import PENDING, FrameResult
+from facekit.live.tracking import FlowTracker
+from facekit.live.video import VideoSource, as_frame, encode_jpeg
 
 __all__ = ["stage_costs", "annotate", "run_source", "SourceSummary"]
 

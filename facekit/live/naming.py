@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..identify import UNKNOWN
-from .results import PENDING
+from facekit.core.constants import UNKNOWN
+from facekit.live.results import PENDING
 
 __all__ = ["TrackName", "gallery_threshold", "nearest_name"]
 

@@ -9,7 +9,7 @@ Running MTCNN and FaceNet on every face of every frame is far too slow for live 
   every ``scan_every`` frames, on a *downscaled* copy: MTCNN keeps its native 20-pixel minimum
   face on a frame shrunk so that the smallest face looked for becomes ~20 px (``min_face_size``,
   or half the smallest tracked face when faces are large). A *refine*
-  (:meth:`facekit.detect.Detector.refine`: R-Net and O-Net on the tracked boxes, no image
+  (:meth:`facekit.detection.detector.Detector.refine`: R-Net and O-Net on the tracked boxes, no image
   pyramid, a fraction of a scan's cost) runs every ``detect_every`` frames and when the tracker
   cannot follow a face, to correct drift and give fresh landmarks for alignment.
 - **Embedding** happens when a track is new and then every ``reembed_every`` frames; the track's
@@ -28,15 +28,15 @@ from typing import Iterable
 
 import numpy as np
 
-from ..align import align_face
-from ..detect import Detector, get_detector
-from ..embed import Embedder, get_embedder
-from ..identify import FaceIdentifier
-from ..names import check_name
-from .naming import TrackName, gallery_threshold
-from .results import FrameResult, LiveFace
-from .tracking import FlowTracker, Track, Tracker
-from .video import as_frame, decode_jpeg
+from facekit.detection.align import align_face
+from facekit.detection.detector import Detector, get_detector
+from facekit.embedding.embedder import Embedder, get_embedder
+from facekit.recognition.identify import FaceIdentifier
+from facekit.core.names import check_name
+from facekit.live.naming import TrackName, gallery_threshold
+from facekit.live.results import FrameResult, LiveFace
+from facekit.live.tracking import FlowTracker, Track, Tracker
+from facekit.live.video import as_frame, decode_jpeg
 
 __all__ = ["LiveRecognizer", "DETECT_MIN_FACE"]
 
@@ -50,11 +50,11 @@ class LiveRecognizer:
 
     Parameters
     ----------
-    identifier : a fitted :class:`facekit.identify.FaceIdentifier` (the gallery of notebook 04),
+    identifier : a fitted :class:`facekit.recognition.identify.FaceIdentifier` (the gallery of notebook 04),
         or None to start with an empty gallery (every face "unknown" until someone enrols).
     threshold : squared-L2 distance above which a face is "unknown"; None uses the identifier's,
         or without an identifier the model's calibrated one
-        (``facekit.registry.model_spec(model).thresholds.unknown``, 0.8 for facenet128).
+        (``facekit.models.registry.model_spec(model).thresholds.unknown``, 0.8 for facenet128).
     min_face_size : smallest face (frame pixels) looked for by the scanning detections (default
         40: webcam faces are large; use 20 for a far-away camera).
     detect_every : refine the tracked faces every N frames (default 3); frames in between only
@@ -71,7 +71,7 @@ class LiveRecognizer:
         when many faces appear at once; the others are embedded on the next detections).
     iou_threshold, max_misses : of the default :class:`~facekit.live.tracking.FlowTracker`
         (ignored when ``tracker`` is given).
-    store : a :class:`facekit.store.FaceStore`: every enrolment is also added to it, in one
+    store : a :class:`facekit.store.db.FaceStore`: every enrolment is also added to it, in one
         transaction, the moment it happens (the same store notebooks 04-07 and the ``facekit``
         command use), so a webcam enrolment survives the kernel. Recommended.
     gallery_path : (older way) a gallery ``.npz`` that :meth:`enrol` keeps up to date. An existing
@@ -435,6 +435,6 @@ def _ms(t0: float) -> float:
 
 
 def _check_name(name: str) -> str:
-    """The one name check of :func:`facekit.names.check_name` (no path parts, control characters,
+    """The one name check of :func:`facekit.core.names.check_name` (no path parts, control characters,
     reserved words such as "unknown"; a length cap), for names typed into the webcam form."""
     return check_name(name)

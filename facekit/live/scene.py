@@ -13,10 +13,10 @@ from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 
-from ..detect import Detector, get_detector
-from ..identify import UNKNOWN
-from .geometry import iou_matrix
-from .results import FrameResult
+from facekit.detection.detector import Detector, get_detector
+from facekit.core.constants import UNKNOWN
+from facekit.live.geometry import iou_matrix
+from facekit.live.results import FrameResult
 
 __all__ = ["DemoScene", "make_demo_scene"]
 
@@ -167,7 +167,7 @@ class DemoScene:
         """Save the scene as a video file; ``.y4m`` is written as raw I420 (YUV4MPEG2)."""
         from pathlib import Path
 
-        from .video import write_video
+        from facekit.live.video import write_video
 
         return write_video(Path(path), iter(self), fps or self.fps, (self.width, self.height))
 
@@ -176,7 +176,7 @@ def _make_sprite(name: str, path, detector: Detector, context: float = 1.8) -> _
     """Cut a square of ``context`` x the face size around the largest face of a photo."""
     import cv2
 
-    from ..io import load_image
+    from facekit.core.images import load_image
 
     img = load_image(path)
     faces = detector.detect(img)
@@ -212,7 +212,7 @@ def make_demo_scene(people: Sequence[str] | None = None, *, split: str = "val", 
     enter_exit : people enter and leave at different times (default); False: everyone is
         visible in every frame (e.g. a looping fake webcam).
     """
-    from ..registry import celebrity_dir
+    from facekit.core.cache import celebrity_dir
 
     rng = np.random.default_rng(seed)
     det = detector or get_detector()

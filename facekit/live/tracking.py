@@ -28,8 +28,8 @@ from typing import Protocol, Sequence, runtime_checkable
 
 import numpy as np
 
-from ..detect import Face
-from .geometry import greedy_match, iou, iou_matrix
+from facekit.detection.detector import Face
+from facekit.live.geometry import greedy_match, iou, iou_matrix
 
 __all__ = ["Track", "Tracker", "FlowTracker"]
 
@@ -52,7 +52,7 @@ class Track:
     detected: bool = True
 
     def face(self) -> Face:
-        """The track as a :class:`facekit.detect.Face` (what :func:`facekit.align.align_face` takes)."""
+        """The track as a :class:`facekit.detection.detector.Face` (what :func:`facekit.detection.align.align_face` takes)."""
         return Face(box=np.asarray(self.box, np.float32), landmarks=np.asarray(self.landmarks, np.float32),
                     confidence=float(self.confidence))
 
@@ -88,7 +88,7 @@ class Tracker(Protocol):
         ``per_track=False`` (a scan): ``faces`` are every face found on the whole frame, in any
         order; match them to the tracks and start a track for each new face.
         ``per_track=True`` (a refine): ``faces[i]`` is the re-detection near ``tracks[i]`` (the
-        boxes the recogniser gave :meth:`facekit.detect.Detector.refine`), None where no face
+        boxes the recogniser gave :meth:`facekit.detection.detector.Detector.refine`), None where no face
         was found; never starts a track.
         Matched tracks get the detection's box and landmarks and ``detected=True``. Returns True
         when a track was lost (dropped): the recogniser then scans the next frame to find it again.

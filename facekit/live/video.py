@@ -25,11 +25,11 @@ __all__ = ["decode_jpeg", "encode_jpeg", "as_frame", "VideoSource", "write_video
 
 def decode_jpeg(data: bytes | bytearray | memoryview) -> np.ndarray:
     """JPEG (or PNG) bytes -> RGB ``uint8 (H, W, 3)``; raises ``ValueError``
-    (:class:`facekit.io.ImageLoadError`) on corrupt data, and on frames over
-    :data:`facekit.io.MAX_FRAME_BYTES` bytes or :data:`facekit.io.MAX_FRAME_PIXELS` pixels, checked
+    (:class:`facekit.core.images.ImageLoadError`) on corrupt data, and on frames over
+    :data:`facekit.core.images.MAX_FRAME_BYTES` bytes or :data:`facekit.core.images.MAX_FRAME_PIXELS` pixels, checked
     from the header before anything is decoded (a 140 KB PNG can hold 12000x12000 pixels).
-    (What :class:`facekit.camera.CameraWidget` receives; notebook 06.)"""
-    from ..io import decode_image_bytes
+    (What :class:`facekit.live.camera.CameraWidget` receives; notebook 06.)"""
+    from facekit.core.images import decode_image_bytes
 
     return decode_image_bytes(data, name="frame")
 
@@ -48,7 +48,7 @@ def encode_jpeg(image: np.ndarray, quality: int = 85) -> bytes:
 def as_frame(frame) -> np.ndarray:
     """A frame as RGB ``uint8 (H, W, 3)`` (gray and RGBA accepted); ``ValueError`` naming the
     problem for ``None``, an empty array, a batch or a frame under 8 px. Notebook 06."""
-    from ..io import as_rgb
+    from facekit.core.images import as_rgb
 
     if frame is None:
         raise ValueError("no frame (None): the camera or video returned nothing")

@@ -1,0 +1,1 @@
+"""Layer 9: the ``facekit`` command (:mod:`.main`)."""

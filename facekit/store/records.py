@@ -1,0 +1,107 @@
+"""What the face store holds and says: its records, its errors, where it lives, model keys.
+
+Shared by :mod:`facekit.store.db`, :mod:`facekit.store.enrol`, :mod:`facekit.store.index` and the command line
+(notebooks 04, 06, 07).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = ["StoreError", "UnknownPersonError", "EmptyStoreError", "Person", "PhotoSource", "FaceRecord",
+           "default_store_path", "model_fingerprint", "unit_rows"]
+
+
+class StoreError(RuntimeError):
+    """The store file cannot be used (not a facekit store, damaged, newer, no permission)."""
+
+
+class UnknownPersonError(LookupError):
+    """A name that is not in the store."""
+
+    def __str__(self) -> str:  # LookupError would quote the message like a key
+        return str(self.args[0]) if self.args else ""
+
+
+class EmptyStoreError(UnknownPersonError):
+    """The store holds no faces for the model asked for."""
+
+
+@dataclass(frozen=True)
+class Person:
+    """One enrolled person: name, when added (unix seconds), consent note, faces (all models)."""
+
+    name: str
+    added: float
+    consent: str | None
+    faces: int
+
+
+@dataclass(frozen=True)
+class PhotoSource:
+    """Where an enrolled face came from: a photo file, its content sha256 and the face box (px)."""
+
+    path: str
+    sha256: str
+    box: tuple[float, float, float, float] | None = None
+
+
+@dataclass(frozen=True)
+class FaceRecord:
+    """One detected face of a cached photo: box (4,) x1,y1,x2,y2 px; landmarks (5, 2) px;
+    confidence in [0, 1]; embedding float32 (d,) unit norm; person: a name or None."""
+
+    box: np.ndarray
+    landmarks: np.ndarray
+    confidence: float
+    embedding: np.ndarray
+    person: str | None = None
+
+
+def default_store_path() -> Path:
+    """``$FACEKIT_STORE``, else ``$XDG_DATA_HOME/facekit/faces.sqlite3`` (~/.local/share/...)."""
+    env = os.environ.get("FACEKIT_STORE")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_DATA_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".local" / "share") / "facekit" / "faces.sqlite3"
+
+
+def model_fingerprint(model=None) -> str:
+    """The string that keys embeddings by model: ``Embedder.fingerprint`` (weights, export and
+    precision) for an embedder, :func:`facekit.embedding.embedder.fingerprint` for a registry name; any other
+    string is taken as a fingerprint. ``None`` means the default model, ``"facenet128"``."""
+    from facekit.embedding.facenet import fingerprint
+    from facekit.embedding.embedder import Embedder
+    from facekit.models.registry import MODELS
+
+    model = "facenet128" if model is None else model
+    if isinstance(model, Embedder):
+        fp = model.fingerprint
+    elif isinstance(model, str):
+        fp = fingerprint(model) if model in MODELS else model
+    else:
+        fp = None
+    if not isinstance(fp, str) or not fp or len(fp) > 300 or not fp.isprintable():
+        raise ValueError(f"model {model!r} has no usable fingerprint; pass an Embedder, a registry name "
+                         "(e.g. 'facenet128') or Embedder.fingerprint")
+    return fp
+
+
+def unit_rows(embeddings, dim: int | None, what: str) -> np.ndarray:
+    """``embeddings`` as C-contiguous little-endian float32 ``(N, dim)`` rows of unit norm (N >= 1),
+    re-normalised; NaN, inf, all-zero rows or a wrong shape raise ValueError naming ``what``."""
+    x = np.asarray(embeddings, dtype=np.float32)
+    x = x[None, :] if x.ndim == 1 else x
+    if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0 or (dim is not None and x.shape[1] != dim):
+        raise ValueError(f"{what}: embeddings must be float32 (N, {dim or 'd'}) with N >= 1, got shape "
+                         f"{np.shape(embeddings)}. Fix: embed with the store's model ({dim or '?'} dims)")
+    n = np.linalg.norm(x.astype(np.float64), axis=1)
+    if not np.all(np.isfinite(n) & (n > 1e-6)):
+        raise ValueError(f"{what}: embeddings hold NaN, inf or all-zero rows; refusing them. Fix: re-embed "
+                         "the faces (a face crop of a broken frame?)")
+    return np.ascontiguousarray((x / n[:, None]).astype("<f4"))
