@@ -44,10 +44,12 @@ def main() -> None:
 
     from sklearn.model_selection import GridSearchCV, train_test_split
 
-    from facekit.recognition.cluster import (DEFAULT_CLUSTER_THRESHOLD, cluster_faces, clustering_scores,
-        sweep_cluster_threshold)
-    from facekit.recognition.identify import (DEFAULT_THRESHOLD, REJECTION_RULES, FaceIdentifier, choose_threshold,
-        evaluate_open_set, open_set_scores, open_set_split, rejection_roc)
+    from facekit.recognition.cluster import cluster_faces, clustering_scores, sweep_cluster_threshold
+    from facekit.models.registry import thresholds
+    DEFAULT_CLUSTER_THRESHOLD = thresholds("facenet128").cluster  # the model's own cut (facekit.models.registry)
+    from facekit.recognition.identify import REJECTION_RULES, FaceIdentifier, choose_threshold, evaluate_open_set, open_set_scores, open_set_split, rejection_roc
+    from facekit.models.registry import thresholds
+    DEFAULT_THRESHOLD = thresholds("facenet128").unknown  # the model's own cut (facekit.models.registry)
     from facekit.teach.baselines import cross_val_names, eigenfaces_classifier
     from facekit.teach.lfw import lfw_people_faces
 

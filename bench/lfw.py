@@ -39,7 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from facekit.detection.align import DEFAULT_MARGIN  # noqa: E402
 from facekit.data.lfw import lfw_pairs  # noqa: E402
-from facekit.recognition.verify import DEFAULT_THRESHOLD, PUBLISHED_LFW, best_threshold
+from facekit.recognition.verify import PUBLISHED_LFW, best_threshold
+from facekit.models.registry import thresholds
+DEFAULT_THRESHOLD = thresholds("facenet128").verify  # the model's own cut (facekit.models.registry)
 from facekit.data.lfw import LFW_FALLBACK_BOX, lfw_subset
 from facekit.teach.lfw import TTA_VIEWS, embed_lfw_pairs, lfw_verification
 

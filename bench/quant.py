@@ -108,7 +108,9 @@ def main() -> None:
     from facekit.runtime.quant import cpu_int8
     from facekit.detection.int8 import int8_mtcnn_networks
     from facekit.core.cache import celebrity_dir
-    from facekit.recognition.verify import DEFAULT_THRESHOLD, pairwise_sq_l2
+    from facekit.recognition.verify import pairwise_sq_l2
+    from facekit.models.registry import thresholds
+    DEFAULT_THRESHOLD = thresholds("facenet128").verify  # the model's own cut (facekit.models.registry)
 
     res: dict = {"cpu_int8": cpu_int8()}
     print(f"CPU int8 instructions: {res['cpu_int8']}", flush=True)

@@ -14,6 +14,7 @@ import numpy as np
 from facekit.detection.align import DEFAULT_MARGIN, align_faces
 from facekit.detection.detector import Detector, Face, get_detector
 from facekit.embedding.embedder import Embedder, get_embedder
+from facekit.models.registry import DEFAULT_MODEL, spec_name
 from facekit.core.images import as_rgb, load_image
 from facekit.core.photometric import NORMALIZATIONS, apply_crop_op, crop_ops, fuse_unit, normalize as normalize_image
 
@@ -51,6 +52,7 @@ class FaceEmbedding:
     face: Face
     crop: np.ndarray  # uint8 (160, 160, 3)
     embedding: np.ndarray  # float32 (dim,), unit L2 norm
+    model: str = DEFAULT_MODEL  # fingerprint of the embedder that made ``embedding``
 
     @property
     def box(self) -> np.ndarray:
@@ -88,8 +90,11 @@ def extract_faces(image: np.ndarray | str | os.PathLike, *, detector: Detector |
                   embedder: Embedder | None = None, min_face_size: float | None = None,
                   margin: float = DEFAULT_MARGIN, rotate: bool = True, normalize: str | None = None,
                   normalize_for: str = "embedder", fuse: bool = False, gray_consistent: bool | str = False,
-                  retry_normalized: bool | str = False) -> list[FaceEmbedding]:
+                  retry_normalized: bool | str = False, model: str | None = None) -> list[FaceEmbedding]:
     """Every face in ``image`` (an RGB array or a file path) with crop and embedding.
+
+    ``model`` (registry name; default ``"facenet128"``) or ``embedder`` chooses the embedding model;
+    each result records its embedder's fingerprint in ``.model``.
 
     Faces come sorted by confidence, highest first; ``[]`` when there are none. ``crop`` is always
     the plain aligned crop (uint8 (160, 160, 3)); ``embedding`` float32 (128,), unit norm.
@@ -119,6 +124,14 @@ def extract_faces(image: np.ndarray | str | os.PathLike, *, detector: Detector |
     accuracy unchanged; the grey levers lost more pairs than they won on View 1. None is a default.
     """
     plan = lever_plan(normalize, normalize_for, fuse, gray_consistent, retry_normalized)
+    if embedder is None:
+        embedder = get_embedder(spec_name(model))
+    elif model is not None and spec_name(model) != spec_name(embedder.fingerprint):
+        raise ValueError(f"extract_faces: model={model!r} but the embedder computes {embedder.fingerprint!r}. "
+                         "Fix: pass one of them")
+    if isinstance(image, (list, tuple)):
+        raise TypeError(f"extract_faces takes one image (an RGB array or a path), not a {type(image).__name__} of "
+                        f"{len(image)}. Fix: call it once per image, e.g. [extract_faces(im) for im in images]")
     img = load_image(image) if isinstance(image, (str, os.PathLike)) else as_rgb(image)
     det = detector or get_detector()
     faces = det.detect(normalize_image(img, plan.detect_with), min_face_size=min_face_size)
@@ -127,6 +140,6 @@ def extract_faces(image: np.ndarray | str | os.PathLike, *, detector: Detector |
     if not faces:
         return []
     crops = align_faces(img, faces, margin=margin, rotate=rotate)
-    emb = embedder or get_embedder()
-    embs = fuse_unit([emb.embed(apply_crop_op(crops, op)) for op in plan.crop_ops])
-    return [FaceEmbedding(f, c, e) for f, c, e in zip(faces, crops, embs)]
+    embs = fuse_unit([embedder.embed(apply_crop_op(crops, op)) for op in plan.crop_ops])
+    fp = embedder.fingerprint
+    return [FaceEmbedding(f, c, e, fp) for f, c, e in zip(faces, crops, embs)]

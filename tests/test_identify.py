@@ -7,8 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from facekit.recognition.identify import (DEFAULT_THRESHOLD, FaceIdentifier, IdentifierFormatError,
-    choose_threshold, evaluate_open_set, identify_photo, open_set_scores, open_set_split, rejection_roc)
+from facekit.recognition.identify import FaceIdentifier, IdentifierFormatError, choose_threshold, evaluate_open_set, identify_photo, open_set_scores, open_set_split, rejection_roc
+from facekit.models.registry import thresholds
+DEFAULT_THRESHOLD = thresholds("facenet128").unknown  # the model's own cut (facekit.models.registry)
 from facekit.core.constants import UNKNOWN
 from facekit.teach.baselines import cross_val_names
 

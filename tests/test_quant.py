@@ -79,7 +79,7 @@ def test_int8_cache_key_and_tampering(embedder, int8_embedder, celeb_val, tmp_pa
     import hashlib
 
     import facekit.embedding.embedder as fe
-    import facekit.runtime.quant as fq
+    import facekit.embedding.int8 as fq
     from facekit.runtime.onnxgraph import manifest_path
     from facekit.core.cache import cache_dir
 
@@ -119,7 +119,7 @@ def test_int8_cache_key_and_tampering(embedder, int8_embedder, celeb_val, tmp_pa
 
 
 def test_auto_never_picks_a_slower_int8(tmp_path, monkeypatch):
-    import facekit.runtime.quant as fq
+    import facekit.embedding.int8 as fq
     from facekit.embedding.embedder import Embedder
 
     monkeypatch.setenv("FACEKIT_HOME", str(tmp_path))

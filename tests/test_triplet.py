@@ -9,6 +9,7 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 
 from facekit.training import triplet as T  # noqa: E402
+from facekit.training.triplet_train import TripletNet  # noqa: E402
 
 MARGIN = 0.2
 
@@ -183,10 +184,10 @@ def test_training_improves_held_out_verification(lfw_home_dir):
     assert X.shape[1:] == (32, 32, 1) and X.dtype == np.uint8 and len(set(y)) == 62
     tr, te = T.split_identities(y, test_size=0.3, random_state=0)
     pairs = T.make_pairs(y[te], 2000, random_state=0)
-    net = T.TripletNet("semihard", steps=150, eval_every=0, random_state=0, progress=False)
+    net = TripletNet("semihard", steps=150, eval_every=0, random_state=0, progress=False)
     net.fit(X[tr], y[tr], X[te], y[te], val_pairs=pairs)
     before, after = net.history_["val_accuracy"][[0, -1]]
-    untrained = T.TripletNet(steps=0, random_state=0, progress=False).fit(X[tr], y[tr])
+    untrained = TripletNet(steps=0, random_state=0, progress=False).fit(X[tr], y[tr])
     assert untrained.score(X[te], y[te], pairs) == pytest.approx(before, abs=1e-6)  # same start
     assert after >= before + 0.05, (before, after)
     h = net.history_

@@ -6,10 +6,13 @@ import importlib
 import time
 
 import numpy as np
+
+import facekit as fk
 import pytest
 
 # the module, not the function facekit.recognition.verify (the package exports the function under the same name)
-V = importlib.import_module("facekit.recognition.verify")
+from facekit.recognition import verify as V  # noqa: E402
+from facekit.teach import lfw as L  # noqa: E402
 
 
 # --- distances ---------------------------------------------------------------------------
@@ -53,7 +56,7 @@ def test_verify_decision_and_errors(rng):
     assert V.verify(a, b, threshold=d + 1e-9)[0] and not V.verify(a, b, threshold=d)[0]
     with pytest.raises(ValueError, match="single embeddings"):
         V.verify(np.stack([a, a]), b)
-    assert 0.5 < V.DEFAULT_THRESHOLD < 2.0
+    assert 0.5 < fk.thresholds("facenet128").verify < 2.0
 
 
 # --- the 10-fold protocol on synthetic distances with a known answer ------------------------
@@ -163,14 +166,14 @@ def test_lfw_subset_balanced_and_nested():
     same = np.tile(np.r_[np.ones(10, bool), np.zeros(10, bool)], 10)
     fold = np.repeat(np.arange(10), 20)
     pairs = LFWPairs(paths, same, fold)
-    small, big = V.lfw_subset(pairs, 4), V.lfw_subset(pairs, 8)
+    small, big = L.lfw_subset(pairs, 4), L.lfw_subset(pairs, 8)
     assert len(small) == 40 and len(big) == 80
     for k in range(10):
         assert small.same[small.fold == k].sum() == 2 and (~small.same[small.fold == k]).sum() == 2
     assert set(map(tuple, small.paths)) <= set(map(tuple, big.paths))
-    assert V.lfw_subset(pairs, None) is pairs
+    assert L.lfw_subset(pairs, None) is pairs
     with pytest.raises(ValueError, match="even"):
-        V.lfw_subset(pairs, 3)
+        L.lfw_subset(pairs, 3)
 
 
 def test_pick_subject_prefers_big_central_face():
@@ -181,16 +184,16 @@ def test_pick_subject_prefers_big_central_face():
 
     centre = face(80, 70, 170, 190, 0.95)
     edge = face(0, 0, 100, 120, 0.999)  # bigger score, off-centre
-    assert V.pick_subject([edge, centre], (250, 250)) is centre
-    assert V.pick_subject([edge, centre], (250, 250), "confidence") is edge
-    assert V.pick_subject([], (250, 250)) is None
+    assert L.pick_subject([edge, centre], (250, 250)) is centre
+    assert L.pick_subject([edge, centre], (250, 250), "confidence") is edge
+    assert L.pick_subject([], (250, 250)) is None
     # John_McEnroe_0001: a larger face in front of the centred subject
     front = face(52, 66, 138, 186, 1.0)
     subject = face(107, 68, 186, 171, 1.0)
-    assert V.pick_subject([front, subject], (250, 250)) is subject
-    assert V.pick_subject([front, subject], (250, 250), "facenet") is front
+    assert L.pick_subject([front, subject], (250, 250)) is subject
+    assert L.pick_subject([front, subject], (250, 250), "facenet") is front
     with pytest.raises(ValueError, match="select"):
-        V.pick_subject([front], (250, 250), "biggest")
+        L.pick_subject([front], (250, 250), "biggest")
 
 
 # --- real faces ------------------------------------------------------------------------------
@@ -203,7 +206,7 @@ def test_verify_on_sample_faces(celeb_train):
     d = V.pairwise_sq_l2(e)
     iu = np.triu_indices(len(e), 1)
     same = (lab[:, None] == lab[None, :])[iu]
-    acc = V.accuracy_at(d[iu], same, V.DEFAULT_THRESHOLD)
+    acc = V.accuracy_at(d[iu], same, fk.thresholds("facenet128").verify)
     assert acc > 0.97, acc
     assert V.roc_auc(d[iu], same) > 0.99
     i, j = np.flatnonzero(lab == lab[0])[:2]
@@ -218,7 +221,7 @@ def test_lfw_small_subset(lfw_home_dir, embedder):
     from facekit.data.lfw import lfw_pairs
 
     pairs = lfw_pairs(data_home=lfw_home_dir.parent)
-    res, embs = V.lfw_verification(pairs, per_fold=10, progress=False)
+    res, embs = L.lfw_verification(pairs, per_fold=10, progress=False)
     assert embs.a.shape == embs.b.shape == (100, 128)
     np.testing.assert_allclose(np.linalg.norm(embs.a, axis=1), 1.0, atol=1e-4)
     assert len(embs.no_face) <= 2  # MTCNN finds a face in (almost) every LFW image
@@ -226,7 +229,7 @@ def test_lfw_small_subset(lfw_home_dir, embedder):
     assert 0.8 < res.threshold < 1.6
     # the second call is served from the cache
     t0 = time.perf_counter()
-    res2, _ = V.lfw_verification(pairs, per_fold=10, progress=False)
+    res2, _ = L.lfw_verification(pairs, per_fold=10, progress=False)
     assert time.perf_counter() - t0 < 20 and res2.mean == res.mean
 
 
@@ -238,10 +241,10 @@ def test_lfw_no_face_policy(lfw_home_dir, embedder):
 
     paths = lfw_pairs(data_home=lfw_home_dir.parent).paths[:2, 0].tolist()
     blind = Detector(min_face_size=400)  # larger than the 250x250 images: finds nothing
-    e, no_face = V.embed_lfw(paths, detector=blind, flip=None, cache=False, progress=False)
+    e, no_face = L.embed_lfw(paths, detector=blind, flip=None, cache=False, progress=False)
     assert no_face == paths and e.shape == (2, 128)
     np.testing.assert_allclose(np.linalg.norm(e, axis=1), 1.0, atol=1e-4)
-    e_det, no_face_det = V.embed_lfw(paths, flip=None, cache=False, progress=False)
+    e_det, no_face_det = L.embed_lfw(paths, flip=None, cache=False, progress=False)
     assert no_face_det == []
     # the centre crop is a usable face crop: close to the detected-face embedding
     assert (V.sq_l2(e, e_det) < 0.6).all()
@@ -254,9 +257,9 @@ def test_lfw_mirror_and_views(lfw_home_dir, embedder):
 
     paths = lfw_pairs(data_home=lfw_home_dir.parent).paths[0].tolist()  # a same-person pair
     kw = dict(cache=False, progress=False)
-    plain, _ = V.embed_lfw(paths, **kw)
-    both, _ = V.embed_lfw(paths, flip="concat", **kw)
-    tta, _ = V.embed_lfw(paths, flip="concat", views=V.TTA_VIEWS, **kw)
+    plain, _ = L.embed_lfw(paths, **kw)
+    both, _ = L.embed_lfw(paths, flip="concat", **kw)
+    tta, _ = L.embed_lfw(paths, flip="concat", views=L.TTA_VIEWS, **kw)
     assert plain.shape == (2, 128) and both.shape == (2, 256) and tta.shape == (2, 512)
     np.testing.assert_allclose(np.linalg.norm(tta, axis=1), 1.0, atol=1e-4)
     np.testing.assert_allclose(both[:, :128] * np.sqrt(2), plain, atol=1e-4)
@@ -264,7 +267,7 @@ def test_lfw_mirror_and_views(lfw_home_dir, embedder):
     d = V.sq_l2(both[:1], both[1:])[0]
     assert d == pytest.approx((V.sq_l2(plain[:1], plain[1:])[0] + V.sq_l2(mirrored[:1], mirrored[1:])[0]) / 2, abs=1e-4)
     with pytest.raises(ValueError, match="only 'margin' and 'rotate'"):
-        V.embed_lfw(paths, views=[{"flip": "mean"}], **kw)
+        L.embed_lfw(paths, views=[{"flip": "mean"}], **kw)
 
 
 def test_detect_batch_matches_one_by_one(lfw_home_dir, detector):
@@ -300,13 +303,13 @@ def test_lfw_subject_is_the_centred_person(lfw_home_dir, embedder, detector):
     imgs = [load_image(root / f"John_McEnroe_000{i}.jpg") for i in (1, 2)]
     faces = detector.detect(imgs[0])
     assert len(faces) >= 2
-    centred = V.pick_subject(faces, imgs[0].shape[:2])
-    bigger = V.pick_subject(faces, imgs[0].shape[:2], "facenet")
+    centred = L.pick_subject(faces, imgs[0].shape[:2])
+    bigger = L.pick_subject(faces, imgs[0].shape[:2], "facenet")
     assert centred is not bigger
-    other = embedder.embed(align_face(imgs[1], V.pick_subject(detector.detect(imgs[1]), imgs[1].shape[:2]))[None])
+    other = embedder.embed(align_face(imgs[1], L.pick_subject(detector.detect(imgs[1]), imgs[1].shape[:2]))[None])
     e = embedder.embed(np.stack([align_face(imgs[0], centred), align_face(imgs[0], bigger)]))
     d_centred, d_bigger = V.sq_l2(e, np.repeat(other, 2, axis=0))
-    assert d_centred < V.DEFAULT_THRESHOLD < d_bigger
+    assert d_centred < fk.thresholds("facenet128").verify < d_bigger
 
 
 

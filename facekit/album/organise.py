@@ -183,19 +183,33 @@ def _image_files(root: Path, recursive: bool, exclude: set[Path], skipped: list)
 def organise_album(folder: str | os.PathLike, *, method: str = "agglomerative", threshold: float | None = None,
                    min_cluster_size: int = 2, identifier=None, min_face_size: float = 20,
                    recursive: bool = True, progress: bool = True, detector=None, embedder=None,
-                   exclude: tuple = ()) -> Album:
+                   exclude: tuple = (), model: str | None = None) -> Album:
     """Group the faces of every photo under ``folder`` by person. Taught in notebook 05.
 
     method / threshold / min_cluster_size: see :func:`facekit.recognition.cluster.cluster_faces` (default:
-    average linkage cut at :data:`facekit.recognition.cluster.DEFAULT_CLUSTER_THRESHOLD` squared L2).
+    average linkage cut at the embedding model's ``thresholds(model).cluster`` squared L2).
+    model / embedder: the embedding model (registry name; default ``"facenet128"``) or an
+    :class:`~facekit.embedding.embedder.Embedder`; its own thresholds cut the clusters.
     identifier: an optional fitted :class:`facekit.recognition.identify.FaceIdentifier`; a group most of whose
     faces it names X (not unknown) is called X, others ``person_01``, ``person_02``, ...
     exclude: folders to leave out of the scan (an album export inside ``folder`` is left out
     anyway). Unreadable files and folders are listed in ``skipped``.
     """
-    from facekit.recognition.cluster import cluster_faces
     from facekit.core.images import ImageLoadError, load_image
+    from facekit.embedding.embedder import get_embedder
     from facekit.faces import extract_faces
+    from facekit.models.registry import spec_name
+    from facekit.recognition.cluster import cluster_faces
+
+    if embedder is None:
+        embedder = get_embedder(spec_name(model))
+    elif model is not None and spec_name(model) != spec_name(embedder.fingerprint):
+        raise ValueError(f"organise_album: model={model!r} but the embedder computes {embedder.fingerprint!r}. "
+                         "Fix: pass one of them")
+    if identifier is not None and spec_name(identifier.model) != spec_name(embedder.fingerprint):
+        raise ValueError(f"organise_album: the identifier's gallery was made by model {identifier.model!r}, the album "
+                         f"is embedded with {embedder.fingerprint!r}; embeddings of two models are never compared. "
+                         "Fix: use an identifier fitted on the same model's embeddings")
 
     root = Path(folder)
     if not root.is_dir():
@@ -223,8 +237,9 @@ def organise_album(folder: str | os.PathLike, *, method: str = "agglomerative", 
         if not found:
             no_faces.append(str(p))
         faces += [AlbumFace(str(p), f.face, f.crop, f.embedding) for f in found]
-    emb = np.stack([f.embedding for f in faces]) if faces else np.zeros((0, 128), np.float32)
-    groups = cluster_faces(emb, method=method, threshold=threshold, min_cluster_size=min_cluster_size)
+    emb = np.stack([f.embedding for f in faces]) if faces else np.zeros((0, embedder.dim), np.float32)
+    groups = cluster_faces(emb, method=method, threshold=threshold, min_cluster_size=min_cluster_size,
+                           model=embedder.fingerprint)
     names: dict[int, str] = {}
     taken: set[str] = set()
     if identifier is not None and len(faces):

@@ -16,7 +16,7 @@ The job:
    filesystem URI: ``s3://``, ``gs://``, ``hdfs://``), hashes, decodes (JPEG draft mode), detects
    (batched), aligns and embeds the crops with the ONNX model, ONNX Runtime's intra-op threads
    equal to the actor's CPUs and TensorFlow's pools sized to them (:func:`limit_tf_threads`), and
-   writes the chunk's rows (:data:`facekit.album.scan.ROW_COLUMNS`: path, content hash, box, landmarks,
+   writes the chunk's rows (:data:`facekit.store.records.ROW_FIELDS`: path, content hash, box, landmarks,
    embedding, model fingerprint) as one Parquet shard (:class:`Shards`); only the shard's name
    leaves the actor;
 3. the driver commits each shard to the store as it arrives (:func:`facekit.album.scan.ingest_rows`,
@@ -51,11 +51,13 @@ from collections.abc import Iterator
 
 import numpy as np
 
-from facekit.album.scan import (CHUNK, IndexReport, PhotoFile, detect_align, ingest_rows, list_photos, load,
-    photo_rows, todo_photos)
+from facekit.album.scan import (CHUNK, IndexReport, PhotoFile, detect_align, embedder_for, ingest_rows, list_photos,
+                                load, todo_photos)
+from facekit.detection.settings import DetectorSettings
+from facekit.store.records import photo_rows, row_schema
 
 __all__ = ["DetectAlign", "DetectEmbed", "Embed", "Shards", "index_folder_ray", "ray_shards", "read_shard",
-           "read_shards", "row_schema"]
+           "read_shards"]
 
 CROP = 160
 
@@ -81,11 +83,9 @@ class DetectAlign:
     """Ray actor: photo paths in, one row per face (crop included) out. Loads the detector once;
     TensorFlow's thread pools are sized to ``threads``, the actor's CPUs (:func:`limit_tf_threads`)."""
 
-    def __init__(self, model: str, max_side: int | None = 1280, threads: int = 1):
-        from facekit.detection.detector import Detector
-
+    def __init__(self, model: str, settings: DetectorSettings | None = None, threads: int = 1):
         limit_tf_threads(threads)
-        self.det = Detector(max_side=max_side)
+        self.det = (settings or DetectorSettings()).build()  # the driver's settings: both engines detect alike
         self.model = model
 
     def photos(self, batch) -> list[tuple[PhotoFile, str, str | None, list, np.ndarray]]:
@@ -120,10 +120,9 @@ class DetectEmbed(DetectAlign):
     leaves the actor). ONNX Runtime's intra-op threads equal ``threads`` (the actor's CPUs);
     TensorFlow's pools are sized to them (:func:`limit_tf_threads`)."""
 
-    def __init__(self, model: str, precision: str | None, out_dir: str, threads: int = 1,
-                 max_side: int | None = 1280):
-        super().__init__(model, max_side, threads)
-        self.embedder = Embed(precision, threads)
+    def __init__(self, model: str, out_dir: str, threads: int = 1, settings: DetectorSettings | None = None):
+        super().__init__(model, settings, threads)
+        self.embedder = Embed(model, threads)
         self.shards = Shards(out_dir)
 
     def __call__(self, batch) -> dict[str, np.ndarray]:
@@ -138,42 +137,25 @@ class DetectEmbed(DetectAlign):
 
 
 class Embed:
-    """Ray actor: embeds the ``crop`` of each face row with the ONNX model; drops the crop.
+    """Ray actor: embeds the ``crop`` of each face row with the model of fingerprint ``model``;
+    drops the crop. The embedder's intra-op threads equal ``threads`` (the actor's CPUs): left at
+    ONNX Runtime's default, each actor's session would start one thread per core of the node and
+    the pool would oversubscribe it."""
 
-    ONNX Runtime's intra-op threads equal ``threads`` (the actor's CPUs): left at its default, each
-    actor's session would start one thread per core of the node and the pool would oversubscribe
-    it. :class:`facekit.embedding.embedder.Embedder` has no thread option, so on its ONNX Runtime backend the
-    actor opens the same cached model file (:func:`facekit.embedding.embedder.onnx_path`, or
-    :func:`facekit.embedding.int8.int8_model_path` for int8; both checked against their manifests when
-    loaded) in a session with ``threads`` intra-op threads (:func:`facekit.runtime.sessions.ort_session`);
-    other backends go through the Embedder."""
-
-    def __init__(self, precision: str | None, threads: int, out_dir: str | None = None):
-        from facekit.runtime.sessions import ort_session
+    def __init__(self, model: str, threads: int, out_dir: str | None = None):
         from facekit.embedding.embedder import Embedder
+        from facekit.models.registry import spec_name
 
         self.threads = max(1, int(threads))
-        self.emb = Embedder(**({"precision": precision} if precision else {}))
-        self.session = None
-        if self.emb.backend == "onnxruntime":
-            if self.emb.precision == "int8":
-                from facekit.embedding.int8 import int8_model_path
-
-                path = int8_model_path(self.emb.model_name)
-            else:
-                from facekit.embedding.facenet import onnx_path
-
-                path = onnx_path(self.emb.model_name)
-            self.session = ort_session(path, threads=self.threads)
+        self.emb = Embedder(spec_name(model), threads=self.threads)  # "facenet128-int8" for int8 fingerprints
+        if self.emb.fingerprint != model:
+            raise RuntimeError(f"this worker embeds {self.emb.fingerprint!r}, the driver asked for {model!r}. "
+                               "Fix: install the same facekit and model files on every node")
         self.shards = Shards(out_dir) if out_dir else None
 
     def embed(self, crops: np.ndarray) -> np.ndarray:
-        """uint8 crops (N, 160, 160, 3) -> float32 (N, d) unit embeddings."""
-        if self.session is None:
-            return self.emb.embed(crops)
-        out = [self.session.run(None, {"crops": np.ascontiguousarray(crops[i:i + 64])})[0]
-               for i in range(0, len(crops), 64)]
-        return np.concatenate(out).astype(np.float32, copy=False)
+        """uint8 crops (N, S, S, 3) -> float32 (N, d) unit embeddings."""
+        return self.emb.embed(crops)
 
     def __call__(self, batch):
         """Rows with a ``crop`` (two-stage layout) in; with ``out_dir``: one shard written, its
@@ -187,18 +169,6 @@ class Embed:
         out = batch.drop(columns=["crop"])
         out["embedding"] = emb
         return self.shards.write(out) if self.shards else out
-
-
-def row_schema():
-    """The Arrow schema of a shard (:data:`facekit.album.scan.ROW_COLUMNS`; embeddings float32). Fixed,
-    so that a shard whose photos have no face (null box, landmarks and embedding) has the same
-    schema as every other shard."""
-    import pyarrow as pa
-
-    return pa.schema([("path", pa.string()), ("size", pa.int64()), ("mtime_ns", pa.int64()), ("sha256", pa.string()),
-                      ("face", pa.int64()), ("box", pa.list_(pa.float64())), ("landmarks", pa.list_(pa.float64())),
-                      ("confidence", pa.float64()), ("embedding", pa.list_(pa.float32())), ("model", pa.string()),
-                      ("error", pa.string())])
 
 
 class Shards:
@@ -262,8 +232,8 @@ def _start_ray(address: str | None, num_cpus: int | None, object_store_mb: int |
     return ray, True
 
 
-def ray_shards(files: list[PhotoFile], out_dir: str | os.PathLike, *, model: str, precision: str | None = None,
-               address: str | None = None, num_cpus: int | None = None, fuse: bool = True, actor_cpus: int = 1,
+def ray_shards(files: list[PhotoFile], out_dir: str | os.PathLike, *, model: str,
+               settings: DetectorSettings | None = None, address: str | None = None, num_cpus: int | None = None, fuse: bool = True, actor_cpus: int = 1,
                detect_actors: int | None = None, embed_cpus: int | None = None, batch_size: int = CHUNK,
                object_store_mb: int | None = None, progress: bool = True) -> Iterator[str]:
     """Run the Ray Data job over ``files``, writing Parquet shards to ``out_dir`` (local path or a
@@ -293,17 +263,16 @@ def ray_shards(files: list[PhotoFile], out_dir: str | os.PathLike, *, model: str
         out = str(out_dir)
         if fuse:
             actor_cpus = max(1, min(int(actor_cpus), cpus))
-            ds = ds.map_batches(DetectEmbed, fn_constructor_kwargs={"model": model, "precision": precision,
+            ds = ds.map_batches(DetectEmbed, fn_constructor_kwargs={"model": model, "settings": settings,
                                                                    "out_dir": out, "threads": actor_cpus},
                                 batch_size=1, batch_format="pandas", num_cpus=actor_cpus,
                                 compute=pool(size=max(1, min(cpus // actor_cpus, len(chunks)))))
         else:
             embed_cpus = embed_cpus or max(1, cpus // 2)
             detect_actors = detect_actors or max(1, cpus - embed_cpus)
-            ds = ds.map_batches(DetectAlign, fn_constructor_kwargs={"model": model}, batch_size=1,
+            ds = ds.map_batches(DetectAlign, fn_constructor_kwargs={"model": model, "settings": settings}, batch_size=1,
                                 batch_format="pandas", num_cpus=1, compute=pool(size=min(detect_actors, len(chunks))))
-            ds = ds.map_batches(Embed, fn_constructor_kwargs={"precision": precision, "threads": embed_cpus,
-                                                             "out_dir": out},
+            ds = ds.map_batches(Embed, fn_constructor_kwargs={"model": model, "threads": embed_cpus, "out_dir": out},
                                 batch_size=4 * batch_size, batch_format="pandas", num_cpus=embed_cpus,
                                 compute=pool(size=max(1, (cpus - detect_actors) // embed_cpus)))
         try:
@@ -325,18 +294,19 @@ def read_shards(out_dir: str | os.PathLike) -> list[dict]:
 
 def index_folder_ray(root: str | os.PathLike, store, *, address: str | None = None, num_cpus: int | None = None,
                      precision: str | None = None, shards: str | os.PathLike | None = None, progress: bool = True,
-                     keep_rows: bool = False, **job) -> IndexReport | tuple[IndexReport, list[dict]]:
+                     keep_rows: bool = False, settings: DetectorSettings | None = None, model: str | None = None,
+                     **job) -> IndexReport | tuple[IndexReport, list[dict]]:
     """Index ``root`` into ``store`` with the Ray Data job (see the module docstring): same
     result as :func:`facekit.album.scan.index_folder`. ``root`` may be a local folder or a pyarrow
     filesystem URI (``s3://bucket/photos``). ``shards``: a folder or URI under which this run's
     Parquet shards go, in a new ``run-*`` subfolder that is kept (default ``$FACEKIT_SHARDS``, else
     a temporary folder removed after ingestion; on a multi-node cluster it must be storage every
-    node can write, e.g. ``s3://bucket/facekit-shards``). ``keep_rows``: also return the rows."""
-    from facekit.embedding.embedder import Embedder
-
+    node can write, e.g. ``s3://bucket/facekit-shards``). ``keep_rows``: also return the rows.
+    ``settings`` (:class:`~facekit.detection.settings.DetectorSettings`) and ``model`` / ``precision``
+    as for the local engine: the workers rebuild the same detector and embedder."""
     t0 = time.perf_counter()
     files = list_photos(root)
-    model = (Embedder(precision=precision) if precision else Embedder()).fingerprint
+    model = embedder_for(None, precision, model).fingerprint
     todo = todo_photos(store, files, model)
     report = IndexReport(photos=len(files), cached=len(files) - len(todo), engine="ray")
     rows: list[dict] = []
@@ -344,7 +314,7 @@ def index_folder_ray(root: str | os.PathLike, store, *, address: str | None = No
         with tempfile.TemporaryDirectory(prefix="facekit-shards-") as tmp:
             shards = shards or os.environ.get("FACEKIT_SHARDS")
             out = f"{str(shards).rstrip('/')}/run-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}" if shards else tmp
-            stream = ray_shards(todo, out, model=model, precision=precision, address=address, num_cpus=num_cpus,
+            stream = ray_shards(todo, out, model=model, settings=settings, address=address, num_cpus=num_cpus,
                                 progress=progress, **job)
             try:
                 for shard in stream:  # commit each shard as it arrives: Ctrl-C keeps what was committed

@@ -33,15 +33,12 @@ from typing import Iterable, Sequence
 import numpy as np
 
 from facekit.core.images import IMAGE_SUFFIXES, ImageLoadError
+from facekit.detection.settings import DetectorSettings
+from facekit.store.records import ROW_COLUMNS, photo_rows, records_of
 
 __all__ = ["PhotoFile", "IndexReport", "ROW_COLUMNS", "list_photos", "decode_photo", "detect_align",
            "detect_batched", "align_scaled", "photo_rows", "ingest_rows", "run_local", "load", "index_folder", "records_of"]
 
-#: columns of an index row: path, size (bytes), mtime_ns, sha256 (content), face (index in the
-#: photo, -1: none), box (4 floats x1,y1,x2,y2 px), landmarks (10 floats: 5 (x, y) px),
-#: confidence, embedding (d float32, unit), model (embedder fingerprint), error (None when read)
-ROW_COLUMNS = ("path", "size", "mtime_ns", "sha256", "face", "box", "landmarks", "confidence", "embedding",
-               "model", "error")
 CHUNK = 32  # photos per detect/embed round
 
 
@@ -224,27 +221,6 @@ def detect_align(images: Sequence[np.ndarray], scales: Sequence[float], detector
     return align_scaled(images, scales, detect_batched(images, detector))
 
 
-def photo_rows(photo: PhotoFile, sha256: str, faces: list, embeddings: np.ndarray | None, model: str,
-               error: str | None = None) -> list[dict]:
-    """Rows of one photo (see :data:`ROW_COLUMNS`): one per face, or one with ``face = -1``."""
-    base = {"path": photo.path, "size": photo.size, "mtime_ns": photo.mtime_ns, "sha256": sha256, "model": model,
-            "error": error}
-    if error is not None or not faces:
-        return [{**base, "face": -1, "box": None, "landmarks": None, "confidence": None, "embedding": None}]
-    return [{**base, "face": i, "box": [float(v) for v in f.box], "landmarks": [float(v) for v in f.landmarks.ravel()],
-             "confidence": float(f.confidence), "embedding": np.asarray(e, np.float32).tolist()}
-            for i, (f, e) in enumerate(zip(faces, embeddings))]
-
-
-def records_of(rows: Iterable[dict]):
-    """Store records (:class:`facekit.store.db.FaceRecord`) of one photo's rows (``[]``: no face)."""
-    from facekit.store.db import FaceRecord
-
-    return [FaceRecord(np.asarray(r["box"], np.float32), np.asarray(r["landmarks"], np.float32).reshape(5, 2),
-                       float(r["confidence"]), np.asarray(r["embedding"], np.float32))
-            for r in sorted(rows, key=lambda r: r["face"]) if r["face"] >= 0]
-
-
 def ingest_rows(store, rows: Iterable[dict], report: IndexReport | None = None) -> IndexReport:
     """Commit rows to the store's photo cache, one transaction per photo; photos whose row has an
     ``error`` are listed in ``report.failed`` and not cached (they are retried next time)."""
@@ -271,26 +247,36 @@ def todo_photos(store, files: list[PhotoFile], model: str) -> list[PhotoFile]:
     return [f for f in files if known.get(f.path, (None, None))[:2] != (f.size, f.mtime_ns)]
 
 
-def _embedder_for(embedder, precision: str | None):
-    if embedder is not None:
-        return embedder
+def embedder_for(embedder=None, precision: str | None = None, model: str | None = None):
+    """The embedder an engine uses: ``embedder`` as given, else one of ``model`` (default
+    ``"facenet128"``) at ``precision`` (default fp32 or ``$FACEKIT_PRECISION``). Both engines call
+    this, so they embed alike."""
     from facekit.embedding.embedder import Embedder
+    from facekit.models.registry import spec_name
 
-    return Embedder(precision=precision) if precision else Embedder()
+    if embedder is not None:
+        if model is not None and spec_name(model) != spec_name(embedder.fingerprint):
+            raise ValueError(f"model={model!r} but the embedder computes {embedder.fingerprint!r}. Fix: pass one")
+        return embedder
+    return Embedder(spec_name(model), precision=precision)
 
 
 def index_folder(root: str | os.PathLike, store, *, embedder=None, detector=None, precision: str | None = None,
-                 recursive: bool = True, chunk: int = CHUNK, progress: bool = True) -> IndexReport:
+                 recursive: bool = True, chunk: int = CHUNK, progress: bool = True,
+                 settings: DetectorSettings | None = None, model: str | None = None) -> IndexReport:
     """Index every photo under ``root`` into ``store`` (a :class:`facekit.store.db.FaceStore`) with the
-    local engine; only new or changed photos are detected and embedded. Ctrl-C stops after the
+    local engine; only new or changed photos are detected and embedded. ``settings``: the
+    :class:`~facekit.detection.settings.DetectorSettings` (default ones; the Ray engine takes the
+    same object); ``model``: the embedding model (default ``"facenet128"``). Ctrl-C stops after the
     photos already committed and returns with ``report.interrupted`` set."""
     report, _ = run_local(root, store, embedder=embedder, detector=detector, precision=precision,
-                          recursive=recursive, chunk=chunk, progress=progress)
+                          recursive=recursive, chunk=chunk, progress=progress, settings=settings, model=model)
     return report
 
 
 def run_local(root, store, *, embedder=None, detector=None, precision=None, recursive=True, chunk=CHUNK,
-              progress=True, keep_rows: bool = False) -> tuple[IndexReport, list[dict]]:
+              progress=True, keep_rows: bool = False, settings: DetectorSettings | None = None,
+              model: str | None = None) -> tuple[IndexReport, list[dict]]:
     """:func:`index_folder`, also returning the new rows when ``keep_rows``. On Ctrl-C the report
     says ``interrupted=True`` and what was committed stays committed."""
     from tqdm.auto import tqdm
@@ -299,9 +285,11 @@ def run_local(root, store, *, embedder=None, detector=None, precision=None, recu
 
     t0 = time.perf_counter()
     files = list_photos(root, recursive)
-    emb = _embedder_for(embedder, precision)
+    emb = embedder_for(embedder, precision, model)
     model = emb.fingerprint
-    det = detector or get_detector()
+    if detector is not None and settings is not None:
+        raise ValueError("pass detector= or settings=, not both")
+    det = detector or (settings.build() if settings is not None else get_detector())
     report = IndexReport(photos=len(files))
     todo = todo_photos(store, files, model)
     report.cached = len(files) - len(todo)

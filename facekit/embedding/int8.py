@@ -21,7 +21,7 @@ from facekit.core.cache import cache_dir, celebrity_dir
 from facekit.core.images import IMAGE_SUFFIXES, load_image
 from facekit.detection.align import DEFAULT_MARGIN, align_face
 from facekit.detection.detector import get_detector, subject_face
-from facekit.runtime.quant import ATOL, CALIBRATION, PRECISION_TAG, cpu_int8, cpu_signature, qdq_quantize
+from facekit.runtime.quant import CALIBRATION, PRECISION_TAG, cpu_signature, qdq_quantize
 
 __all__ = ["EXCLUDE", "AUTO_MARGIN", "calibration_crops", "quantize_static_qdq", "int8_model_path", "measure_speed",
            "auto_precision"]

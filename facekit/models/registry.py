@@ -17,6 +17,9 @@ __all__ = [
     "Thresholds",
     "model_spec",
     "thresholds",
+    "DEFAULT_MODEL",
+    "register_model",
+    "spec_name",
 ]
 
 
@@ -31,16 +34,19 @@ class Thresholds:
         distance to the NEAREST gallery photo (notebook 04; smaller than ``verify`` because a
         minimum over many gallery photos is smaller than one pair's distance, so a stranger gets
         more chances to fall under it as the gallery grows); cluster: where agglomerative
-        (average-linkage) clustering stops merging (notebook 05); where: how each was measured.
+        (average-linkage) clustering stops merging (notebook 05); where: how each was measured;
+        dbscan: DBSCAN's ``eps`` (notebook 05; density-based methods want a smaller cut; None: the
+        model has no measured one, and DBSCAN then needs ``threshold=`` given).
     """
 
     verify: float
     unknown: float
     cluster: float
     where: dict[str, str]
+    dbscan: float | None = None
 
     def __post_init__(self):
-        for k in ("verify", "unknown", "cluster"):
+        for k in ("verify", "unknown", "cluster") + (("dbscan",) if self.dbscan is not None else ()):
             v = getattr(self, k)
             if not (isinstance(v, (int, float)) and 0.0 < float(v) < 4.0):
                 raise ValueError(f"threshold {k}={v!r} must be a finite squared L2 distance in (0, 4)")
@@ -57,6 +63,12 @@ class ModelSpec:
     standardization: str  # "per_image" (prewhitening) or "fixed" ((x-127.5)/128)
     description: str
     thresholds: Thresholds | None = None  # None: not calibrated; pass thresholds explicitly
+    #: the module that runs the model (layer 3, :mod:`facekit.embedding`): it defines
+    #: ``make(spec, precision) -> fn(uint8 (N, S, S, 3)) -> float32 (N, dim)`` and
+    #: ``fingerprint(spec, precision) -> str``; FaceNet's own module has more (ONNX/TF/Keras paths)
+    backend: str = "facekit.embedding.facenet"
+    #: side ``S`` in pixels of the square aligned crop the network takes
+    input_size: int = 160
 
     def require_thresholds(self) -> Thresholds:
         """:attr:`thresholds`, or a clear error for a model nobody has calibrated yet."""
@@ -69,7 +81,7 @@ class ModelSpec:
 
 
 FACENET128_THRESHOLDS = Thresholds(
-    verify=1.22, unknown=0.8, cluster=1.15,
+    verify=1.22, unknown=0.8, cluster=1.15, dbscan=0.6,
     where={
         "verify": "LFW View 2, 6,000 pairs: the 10-fold protocol's best single cut over all pairs with "
                   "facekit's default pipeline (bench/lfw.py); chosen on View 2 itself, so it is a "
@@ -82,11 +94,13 @@ FACENET128_THRESHOLDS = Thresholds(
                    "people) and 2.6% (31 people)",
         "cluster": "average-linkage cut maximising mean ARI over LFW people with >= 20 photos (best 0.95) and "
                    "the 5 Celebrity Faces sample (best 1.4); bench/identify.py",
+        "dbscan": "DBSCAN eps: 0.5 is best on LFW people with >= 20 photos (ARI 0.995), the 5 Celebrity Faces "
+                  "sample wants 0.8; 0.6 is the compromise (LFW 0.987, sample 0.79); bench/identify.py",
     })
 
 
 FACENET128_INT8_THRESHOLDS = Thresholds(
-    verify=1.207, unknown=0.8, cluster=1.15,
+    verify=1.207, unknown=0.8, cluster=1.15, dbscan=0.6,
     where={
         "verify": "LFW View 2, 6,000 pairs, int8 embeddings (facekit.runtime.quant recipe int8-qdq2: first conv and "
                   "last linear layer in float32): the best single cut over all pairs, as for facenet128 "
@@ -120,14 +134,47 @@ MODELS: dict[str, ModelSpec] = {
 }
 
 
-def model_spec(name: str = "facenet128") -> ModelSpec:
-    """The registered :class:`ModelSpec` of ``name`` (clear error for an unknown name)."""
-    try:
-        return MODELS[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}") from None
+#: the model every decision assumes when none is named (the CLI, the album, the store, live)
+DEFAULT_MODEL = "facenet128"
 
 
-def thresholds(name: str = "facenet128") -> Thresholds:
-    """Calibrated thresholds of ``name`` (error if the model has none: never borrow another's)."""
-    return model_spec(name).require_thresholds()
+def register_model(spec: ModelSpec, *, replace: bool = False) -> ModelSpec:
+    """Add ``spec`` to :data:`MODELS` (adding a model = one backend module + this one entry).
+
+    A name already registered is an error unless ``replace=True``: two different networks under
+    one name would let a store compare their embeddings."""
+    if not isinstance(spec, ModelSpec):
+        raise TypeError(f"register_model takes a ModelSpec, not {type(spec).__name__}")
+    if spec.name in MODELS and not replace and MODELS[spec.name] != spec:
+        raise ValueError(f"model {spec.name!r} is already registered. Fix: pick another name, or pass replace=True")
+    if "/" in spec.name or not spec.name:
+        raise ValueError(f"model name {spec.name!r} must be non-empty and contain no '/' (fingerprints use '/')")
+    MODELS[spec.name] = spec
+    return spec
+
+
+def spec_name(model: str | None = None) -> str:
+    """The registry entry a model name *or* an embeddings fingerprint refers to: ``None`` is
+    :data:`DEFAULT_MODEL`; ``"facenet128/6acdd8fb3a3f/onnx-v2/int8"`` is ``"facenet128-int8"`` (int8
+    embeddings have their own thresholds); an unregistered name is an error naming the choices."""
+    if model is None:
+        return DEFAULT_MODEL
+    name, *rest = str(model).split("/")
+    if rest and rest[-1].startswith("int8") and f"{name}-int8" in MODELS:
+        name = f"{name}-int8"
+    if name not in MODELS:
+        raise ValueError(f"unknown model {model!r}; choose one of {sorted(MODELS)}")
+    return name
+
+
+def model_spec(model: str | None = None) -> ModelSpec:
+    """The registered :class:`ModelSpec` of a model name or embeddings fingerprint (None: the
+    default model; clear error for an unknown name)."""
+    return MODELS[spec_name(model)]
+
+
+def thresholds(model: str | None = None) -> Thresholds:
+    """Calibrated thresholds of ``model`` (a name or an embeddings fingerprint; None: the default
+    model), e.g. ``thresholds("facenet128").verify``. Error if the model has none: never borrow
+    another model's."""
+    return model_spec(model).require_thresholds()

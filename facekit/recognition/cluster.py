@@ -16,22 +16,18 @@ from __future__ import annotations
 
 import numpy as np
 
-from facekit.models.registry import FACENET128_THRESHOLDS
+from facekit.models.registry import DEFAULT_MODEL, model_spec, thresholds
 from facekit.recognition.verify import pairwise_sq_l2
 
-__all__ = ["METHODS", "PROJECTIONS", "DEFAULT_CLUSTER_THRESHOLD", "cluster_faces", "clustering_scores",
+__all__ = ["METHODS", "PROJECTIONS", "cluster_faces", "clustering_scores",
            "sweep_cluster_threshold", "project"]
 
 METHODS = ("agglomerative", "dbscan", "hdbscan")
 PROJECTIONS = ("umap", "pca", "tsne")
-# Average-linkage cut (squared L2). The best cut depends on the photos: 0.95 on LFW people with
-# >= 20 photos each (dense, 62 people; ARI 0.999) but 1.4 on the varied "5 Celebrity Faces" sample
-# (ARI 0.99; at 0.95 it splits people: 0.82). 1.15 maximises their mean ARI (LFW 0.981, sample
-# 0.972), i.e. suits personal albums and large sets alike; bench/identify.py reports both.
-DEFAULT_CLUSTER_THRESHOLD = FACENET128_THRESHOLDS.cluster  # 1.15, with where it was measured
-# DBSCAN's eps (squared L2): 0.5 is best on LFW (ARI 0.995), the sample set wants 0.8; 0.6 is a
-# compromise (LFW 0.987, sample 0.79). Density-based methods are more sensitive to the data.
-DEFAULT_DBSCAN_EPS = 0.6
+# The cuts belong to the model that made the embeddings: ``thresholds(model).cluster`` (average
+# linkage; 1.15 for facenet128, where both LFW and the varied sample set cluster well) and
+# ``thresholds(model).dbscan`` (DBSCAN's eps; 0.6). Their ``where`` texts in the registry say how
+# each was measured (bench/identify.py).
 
 
 def _relabel_by_size(raw: np.ndarray, min_cluster_size: int) -> np.ndarray:
@@ -64,17 +60,18 @@ def _cut(tree: np.ndarray, threshold: float, min_cluster_size: int) -> np.ndarra
 
 
 def cluster_faces(embeddings: np.ndarray, method: str = "agglomerative", threshold: float | None = None,
-                  min_cluster_size: int = 2, linkage: str = "average") -> np.ndarray:
+                  min_cluster_size: int = 2, linkage: str = "average", *, model: str = DEFAULT_MODEL) -> np.ndarray:
     """Group faces by identity without labels. Taught in notebook 05.
 
-    embeddings: (N, d) unit rows. Returns int labels (N,): 0 is the largest group, -1 a face
-    left alone (singleton / noise).
+    embeddings: (N, d) unit rows made by ``model`` (registry name or embeddings fingerprint;
+    default ``"facenet128"``), whose calibrated cuts are the defaults. Returns int labels (N,): 0
+    is the largest group, -1 a face left alone (singleton / noise).
 
     - ``"agglomerative"``: merge groups while their ``linkage`` distance (average squared L2
       by default; or ``"complete"``, ``"single"``) is at most ``threshold`` (default
-      :data:`DEFAULT_CLUSTER_THRESHOLD`).
-    - ``"dbscan"``: ``eps = threshold`` (squared L2, default :data:`DEFAULT_DBSCAN_EPS`),
-      ``min_samples = min_cluster_size``.
+      ``thresholds(model).cluster``, 1.15 for facenet128).
+    - ``"dbscan"``: ``eps = threshold`` (squared L2, default ``thresholds(model).dbscan``, 0.6
+      for facenet128), ``min_samples = min_cluster_size``.
     - ``"hdbscan"``: scikit-learn's HDBSCAN on L2 distances, ``min_cluster_size``; no threshold.
     """
     x = np.asarray(embeddings, dtype=np.float64)
@@ -82,6 +79,10 @@ def cluster_faces(embeddings: np.ndarray, method: str = "agglomerative", thresho
         raise ValueError(f"embeddings must be (N, d), got shape {x.shape}")
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    dim = model_spec(model).dim
+    if threshold is None and method != "hdbscan" and len(x) and x.shape[1] != dim:  # the model's cut would be wrong
+        raise ValueError(f"cluster_faces: the embeddings have {x.shape[1]} dims, but model {model!r} makes {dim}. "
+                         "Fix: pass model= naming the model that made them (or threshold=...)")
     n = len(x)
     if n == 0:
         return np.zeros(0, dtype=int)
@@ -89,12 +90,15 @@ def cluster_faces(embeddings: np.ndarray, method: str = "agglomerative", thresho
         return np.array([0 if min_cluster_size <= 1 else -1])
     d = pairwise_sq_l2(x)
     if method == "agglomerative":
-        t = DEFAULT_CLUSTER_THRESHOLD if threshold is None else float(threshold)
+        t = thresholds(model).cluster if threshold is None else float(threshold)
         return _cut(_tree(d, linkage), t, min_cluster_size)
     elif method == "dbscan":
         from sklearn.cluster import DBSCAN
 
-        t = DEFAULT_DBSCAN_EPS if threshold is None else float(threshold)
+        eps = thresholds(model).dbscan
+        if threshold is None and eps is None:
+            raise ValueError(f"model {model!r} has no calibrated DBSCAN eps. Fix: pass threshold=...")
+        t = eps if threshold is None else float(threshold)
         raw = DBSCAN(eps=t, min_samples=max(1, min_cluster_size), metric="precomputed").fit_predict(d)
     else:
         from sklearn.cluster import HDBSCAN

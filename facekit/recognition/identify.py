@@ -35,20 +35,16 @@ from facekit.core.exchange import (FileFormatError, check_embeddings, check_labe
 from facekit.core.names import check_name
 from facekit.recognition.openset import (REJECTION_RULES, OpenSetResult, choose_threshold, evaluate_open_set,
     open_set_scores, open_set_split, rejection_roc)
-from facekit.models.registry import model_spec
+from facekit.models.registry import DEFAULT_MODEL, model_spec, thresholds
 from facekit.recognition.verify import pairwise_sq_l2
 
 __all__ = [
-    "UNKNOWN", "DEFAULT_THRESHOLD", "FORMAT_NAME", "FORMAT_VERSION", "IdentifierFormatError",
+    "UNKNOWN", "FORMAT_NAME", "FORMAT_VERSION", "IdentifierFormatError",
     "FaceIdentifier", "default_threshold", "identify_photo",
     "OpenSetResult", "REJECTION_RULES", "open_set_scores", "rejection_roc", "choose_threshold", "open_set_split",
     "evaluate_open_set",
 ]
 
-#: Squared L2 distance to the nearest enrolled photo above which a face is "unknown": the default
-#: model's calibrated cut (``facekit.models.registry.model_spec("facenet128").thresholds.unknown``,
-#: measured with bench/identify.py on LFW; see its ``where`` text and notebook 04).
-DEFAULT_THRESHOLD = float(model_spec("facenet128").require_thresholds().unknown)
 FORMAT_NAME = "facekit.FaceIdentifier"
 FORMAT_VERSION = 1
 _FIX = "pass a file written by FaceIdentifier.save()"
@@ -60,14 +56,10 @@ class IdentifierFormatError(FileFormatError):
 
 
 def default_threshold(model: str | None = None) -> float:
-    """The calibrated "unknown" threshold of ``model``: a registry name or an embedder
-    fingerprint starting with one (``"facenet128/..."``); :data:`DEFAULT_THRESHOLD` for None."""
-    if model is None:
-        return DEFAULT_THRESHOLD
-    parts = str(model).split("/")
-    name = parts[0] + ("-int8" if len(parts) > 1 and parts[-1].startswith("int8") else "")  # int8 has its own
+    """The calibrated "unknown" threshold of ``model``: a registry name or an embeddings
+    fingerprint (``"facenet128/..."``; int8 fingerprints have their own); None: the default model."""
     try:
-        return float(model_spec(name).require_thresholds().unknown)
+        return float(thresholds(model).unknown)
     except ValueError as exc:
         raise ValueError(f"no calibrated 'unknown' threshold for model {model!r} ({exc}). "
                          "Fix: pass threshold=... explicitly") from None
@@ -98,21 +90,27 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
     ----------
     threshold : squared L2 distance (unit embeddings, in [0, 4]) to the nearest enrolled
         embedding of the predicted person above which a face is :data:`UNKNOWN`. ``None`` ->
-        :data:`DEFAULT_THRESHOLD` (chosen on LFW in notebook 04 / ``bench/identify.py``);
+        ``model``'s calibrated cut, ``facekit.thresholds(model).unknown`` (0.8 for facenet128,
+        chosen on LFW in notebook 04 / ``bench/identify.py``);
         ``float("inf")`` never rejects (closed-set identification); NaN rejects everyone.
     C : SVM regularisation (``sklearn.svm.LinearSVC``; default 1.0: unit embeddings are
         well separated, the value hardly matters).
     random_state : seed of liblinear's coordinate descent (fits are deterministic).
+    model : the model that made the embeddings (registry name or embeddings fingerprint; default
+        ``"facenet128"``): it supplies the default threshold, and :meth:`fit` refuses embeddings
+        of another dimension, naming both.
 
     Attributes after :meth:`fit`: ``classes_`` (k,) str, ``coef_`` (k, d) float64 and
     ``intercept_`` (k,) float64 one-vs-rest scores (empty when k == 1), ``gallery_`` (N, d)
     float32 unit rows, ``gallery_labels_`` (N,) str.
     """
 
-    def __init__(self, threshold: float | None = None, C: float = 1.0, random_state: int = 0):
+    def __init__(self, threshold: float | None = None, C: float = 1.0, random_state: int = 0,
+                 model: str = DEFAULT_MODEL):
         self.threshold = threshold
         self.C = C
         self.random_state = random_state
+        self.model = model
 
     # -- fitting ------------------------------------------------------------------------
     def fit(self, embeddings: np.ndarray, labels: Sequence[str]) -> "FaceIdentifier":
@@ -125,6 +123,10 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
         labels = list(labels)
         if len(x) == 0:
             raise ValueError("fit() needs at least one embedding")
+        dim = model_spec(self.model).dim
+        if self.threshold is None and x.shape[1] != dim:  # the model's own cut would be meaningless
+            raise ValueError(f"fit(): the embeddings have {x.shape[1]} dims, but model {self.model!r} makes {dim}. "
+                             f"Fix: pass FaceIdentifier(model=...) naming the model that made them (or threshold=...)")
         if len(labels) != len(x):
             raise ValueError(f"{len(x)} embeddings but {len(labels)} labels")
         if not _finite_rows(x).all():
@@ -174,10 +176,10 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
 
     @property
     def threshold_(self) -> float:
-        """The rejection threshold in use (``threshold`` or :data:`DEFAULT_THRESHOLD`; NaN stays
-        NaN, which rejects every face)."""
+        """The rejection threshold in use (``threshold``, or ``model``'s calibrated "unknown" cut;
+        NaN stays NaN, which rejects every face)."""
         if self.threshold is None:
-            return DEFAULT_THRESHOLD
+            return default_threshold(self.model)
         try:
             return float(self.threshold)
         except (TypeError, ValueError):
@@ -187,11 +189,20 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
         if getattr(self, "gallery_", None) is None:
             raise RuntimeError("this FaceIdentifier is not fitted: call fit() or enrol() first")
 
+    def _query(self, embeddings: np.ndarray, what: str) -> np.ndarray:
+        """Unit query rows, refused (naming both sides) when their dimension is not the gallery's."""
+        self._check_fitted()
+        x = _unit(embeddings, what)
+        if len(x) and x.shape[1] != self.gallery_.shape[1]:
+            raise ValueError(f"{what}: the query embeddings have {x.shape[1]} dims, but this identifier's gallery "
+                             f"(model {self.model!r}) has {self.gallery_.shape[1]}. Fix: embed the query with "
+                             f"model {self.model!r}")
+        return x
+
     # -- prediction ---------------------------------------------------------------------
     def decision_function(self, embeddings: np.ndarray) -> np.ndarray:
         """One-vs-rest SVM scores (M, k) float64 (higher = more that person); (M, 1) zeros if k == 1."""
-        self._check_fitted()
-        x = _unit(embeddings, "decision_function").astype(np.float64)
+        x = self._query(embeddings, "decision_function").astype(np.float64)
         if len(self.classes_) == 1:
             return np.where(_finite_rows(x)[:, None], 0.0, np.nan)
         with np.errstate(invalid="ignore", over="ignore"):
@@ -210,8 +221,7 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
     def nearest_distance(self, embeddings: np.ndarray, names: Sequence[str] | None = None) -> np.ndarray:
         """Squared L2 distance (M,) to the nearest enrolled embedding of ``names[i]`` (default:
         of anyone); NaN where the query or the gallery is broken, inf for a name not enrolled."""
-        self._check_fitted()
-        x = _unit(embeddings, "nearest_distance")
+        x = self._query(embeddings, "nearest_distance")
         with np.errstate(invalid="ignore", over="ignore"):
             d = pairwise_sq_l2(x, self.gallery_)
         d = np.where(np.isfinite(d), d, np.nan)
@@ -260,7 +270,7 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
         if self.threshold is not None and not (0 <= th <= 4 or th == float("inf")):
             raise ValueError(f"threshold {self.threshold!r} is not a squared L2 distance in [0, 4] (or inf); "
                              "refusing to save it. Fix: set threshold to e.g. 0.8, or None for the default")
-        meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION,
+        meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "model": str(self.model),
                 "C": float(self.C), "random_state": self.random_state,
                 "threshold": None if self.threshold is None else ("inf" if th == float("inf") else th),
                 "n_gallery": int(len(self.gallery_)), "dim": int(self.gallery_.shape[1]),
@@ -291,7 +301,12 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
                 raise FileFormatError(f"{p}: C={meta.get('C')!r} or random_state is invalid. Fix: {_FIX}")
         except FileFormatError as exc:
             raise IdentifierFormatError(str(exc)) from None
-        obj = cls(threshold=th, C=C, random_state=meta.get("random_state", 0))
+        model = meta.get("model", DEFAULT_MODEL)  # files from before the model was recorded: FaceNet's
+        try:
+            model_spec(model)
+        except ValueError as exc:
+            raise IdentifierFormatError(f"{p}: {exc}. Fix: register that model, or {_FIX}") from None
+        obj = cls(threshold=th, C=C, random_state=meta.get("random_state", 0), model=model)
         obj.gallery_, obj.gallery_labels_ = gal, np.asarray(labels, dtype=str)
         obj.classes_ = np.asarray(classes, dtype=str)
         obj.coef_ = np.asarray(arrays["coef"]).astype(np.float64, copy=False)
@@ -310,7 +325,7 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
     def __repr__(self) -> str:
         fitted = getattr(self, "gallery_", None) is not None
         extra = f", {len(self.names)} people, {len(self.gallery_)} faces" if fitted else ""
-        return f"FaceIdentifier(threshold={self.threshold!r}, C={self.C!r}{extra})"
+        return f"FaceIdentifier(threshold={self.threshold!r}, C={self.C!r}, model={self.model!r}{extra})"
 
 
 def identify_photo(image, identifier: FaceIdentifier, *, detector=None, embedder=None,

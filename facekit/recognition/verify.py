@@ -2,16 +2,16 @@
 
 Taught in notebook 02. Embeddings are unit vectors, so the squared L2 distance
 ``d = ||a - b||^2 = 2 - 2 cos(a, b)`` lies in [0, 4]; two faces are called the same person when
-``d < threshold``. The threshold is not a guess: :data:`DEFAULT_THRESHOLD` is the one the standard
-LFW protocol picks for facekit's own pipeline (see :func:`evaluate_10fold` and ``bench/lfw.py``).
+``d < threshold``. The threshold is not a guess, and it belongs to the model that made the
+embeddings: ``facekit.thresholds(model).verify`` is the one the standard LFW protocol picks for
+facekit's pipeline with that model (see :func:`evaluate_10fold` and ``bench/lfw.py``).
 
 Three parts:
 
 - distances and the decision: :func:`sq_l2`, :func:`pairwise_sq_l2`, :func:`verify`;
 - evaluation: :func:`evaluate_10fold` (LFW View 2 protocol), :func:`best_threshold`,
   :func:`roc_curve`, :func:`roc_auc`, :func:`tar_at_far`;
-- LFW with facekit's pipeline (cached on disk) lives in :mod:`facekit.teach.lfw`; its names are still
-  importable from here.
+- LFW with facekit's pipeline (cached on disk) lives in :mod:`facekit.teach.lfw`.
 """
 
 from __future__ import annotations
@@ -20,21 +20,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facekit.models.registry import thresholds as _thresholds
+from facekit.models.registry import DEFAULT_MODEL, thresholds
 
 __all__ = [
-    "DEFAULT_THRESHOLD", "sq_l2", "pairwise_sq_l2", "cosine_to_sq_l2", "sq_l2_to_cosine", "verify",
+    "sq_l2", "pairwise_sq_l2", "cosine_to_sq_l2", "sq_l2_to_cosine", "verify",
     "accuracy_at", "best_threshold", "TenFoldResult", "evaluate_10fold", "roc_curve", "roc_auc",
     "tar_at_far", "centered_cosine_distance", "evaluate_10fold_centered", "PUBLISHED_LFW",
 ]
-
-#: Squared-L2 threshold for "same person" with facekit's default pipeline (MTCNN -> aligned
-#: 160x160 crop -> 128-D FaceNet, i.e. ``facekit.extract_faces``): the default model's calibrated
-#: ``thresholds.verify`` (:func:`facekit.models.registry.thresholds`). Read off LFW View 2 (``bench/lfw.py``,
-#: all 6,000 pairs): the best single threshold over all pairs is 1.219 and the ten thresholds
-#: chosen on 9 folds each lie in 1.205..1.219. (The FaceNet paper reports 1.242 for its own model.)
-#: Taught in notebook 02.
-DEFAULT_THRESHOLD = _thresholds("facenet128").verify
 
 #: Published LFW accuracies (mean of the 10 folds) to compare with; taught in notebook 02.
 PUBLISHED_LFW = {
@@ -94,18 +86,22 @@ def sq_l2_to_cosine(d: np.ndarray | float) -> np.ndarray | float:
     return 1.0 - np.asarray(d) / 2.0 if np.ndim(d) else 1.0 - float(d) / 2.0
 
 
-def verify(emb_a: np.ndarray, emb_b: np.ndarray, threshold: float = DEFAULT_THRESHOLD) -> tuple[bool, float]:
-    """Is it the same person? ``(same, distance)`` for two unit embeddings (D,).
+def verify(emb_a: np.ndarray, emb_b: np.ndarray, threshold: float | None = None, *,
+           model: str = DEFAULT_MODEL) -> tuple[bool, float]:
+    """Is it the same person? ``(same, distance)`` for two unit embeddings (D,) made by ``model``.
 
-    ``same`` is ``distance < threshold``; ``distance`` is squared L2 in [0, 4]. The default
-    :data:`DEFAULT_THRESHOLD` (1.22) is chosen by the LFW 10-fold protocol for facekit's pipeline
-    (embeddings from ``facekit.extract_faces`` / ``facekit.embedding.embedder``; 99.38% on LFW); lower it
-    to make false matches rarer, at the cost of rejecting more genuine pairs. Taught in notebook 02.
+    ``same`` is ``distance < threshold``; ``distance`` is squared L2 in [0, 4]. ``threshold=None``
+    takes ``model``'s calibrated cut, ``facekit.thresholds(model).verify`` (1.22 for facenet128,
+    chosen by the LFW 10-fold protocol for facekit's pipeline); ``model`` may also be an embeddings
+    fingerprint (``Embedder.fingerprint``). Lower the threshold to make false matches rarer, at the
+    cost of rejecting more genuine pairs. Taught in notebook 02.
     """
     a, b = np.asarray(emb_a), np.asarray(emb_b)
     if a.ndim != 1 or b.ndim != 1:
         raise ValueError(f"verify compares two single embeddings (D,), got {a.shape} and {b.shape}; "
                          "use sq_l2 for rows of pairs")
+    if threshold is None:
+        threshold = thresholds(model).verify
     d = float(sq_l2(a, b)[0])
     return d < threshold, d
 
@@ -164,7 +160,7 @@ class TenFoldResult:
 
     accuracies: float (K,) test accuracy of each fold; thresholds: float (K,) the threshold used
     on each fold (chosen on the others); threshold / threshold_accuracy: best single threshold
-    over all pairs and its accuracy (what :data:`DEFAULT_THRESHOLD` is set from); auc: ROC AUC
+    over all pairs and its accuracy (what a model's ``thresholds(model).verify`` is set from); auc: ROC AUC
     over all pairs.
     """
 

@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import numpy as np
 
 __all__ = ["ATOL", "CALIBRATION", "PRECISION_TAG", "cpu_int8", "cpu_signature", "qdq_quantize"]
 

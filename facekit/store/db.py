@@ -335,9 +335,10 @@ class FaceStore:
                 return None
             raise EmptyStoreError(f"{self.path} holds no faces for model {model_fingerprint(model)!r}. "
                                   "Fix: enrol someone first (notebook 04, 06 or `facekit enrol`)")
+        fp = model_fingerprint(model)
         if threshold is None:
-            threshold = default_threshold(model_fingerprint(model))
-        return FaceIdentifier(threshold=threshold, **kw).fit(x, names)
+            threshold = default_threshold(fp)
+        return FaceIdentifier(threshold=threshold, model=fp, **kw).fit(x, names)
 
     # -- photo cache ------------------------------------------------------------------------
     def cached_photo(self, path: str | os.PathLike, size: int, mtime_ns: int, model=None) -> list[FaceRecord] | None:

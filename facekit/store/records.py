@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["StoreError", "UnknownPersonError", "EmptyStoreError", "Person", "PhotoSource", "FaceRecord",
+__all__ = ["ROW_FIELDS", "ROW_COLUMNS", "row_schema", "photo_rows", "records_of", "StoreError", "UnknownPersonError", "EmptyStoreError", "Person", "PhotoSource", "FaceRecord",
            "default_store_path", "model_fingerprint", "unit_rows"]
 
 
@@ -75,15 +75,15 @@ def model_fingerprint(model=None) -> str:
     """The string that keys embeddings by model: ``Embedder.fingerprint`` (weights, export and
     precision) for an embedder, :func:`facekit.embedding.embedder.fingerprint` for a registry name; any other
     string is taken as a fingerprint. ``None`` means the default model, ``"facenet128"``."""
-    from facekit.embedding.facenet import fingerprint
     from facekit.embedding.embedder import Embedder
-    from facekit.models.registry import MODELS
+    from facekit.models.registry import DEFAULT_MODEL, MODELS
 
-    model = "facenet128" if model is None else model
+    model = DEFAULT_MODEL if model is None else model
     if isinstance(model, Embedder):
         fp = model.fingerprint
     elif isinstance(model, str):
-        fp = fingerprint(model) if model in MODELS else model
+        # a registry name means its own precision (fp32, or int8 for a "-int8" entry); loads nothing
+        fp = Embedder(model, precision=None if model.endswith("-int8") else "fp32").fingerprint if model in MODELS else model
     else:
         fp = None
     if not isinstance(fp, str) or not fp or len(fp) > 300 or not fp.isprintable():
@@ -105,3 +105,45 @@ def unit_rows(embeddings, dim: int | None, what: str) -> np.ndarray:
         raise ValueError(f"{what}: embeddings hold NaN, inf or all-zero rows; refusing them. Fix: re-embed "
                          "the faces (a face crop of a broken frame?)")
     return np.ascontiguousarray((x / n[:, None]).astype("<f4"))
+
+
+# -- the per-face row: one definition for the store, the local engine and the Ray engine ---------
+#: each field of an index row and its Arrow type: path, size (bytes), mtime_ns, sha256 (content),
+#: face (index in the photo, -1: none), box (4 floats x1,y1,x2,y2 px), landmarks (10 floats: 5
+#: (x, y) px), confidence, embedding (d float32, unit), model (embedder fingerprint), error (None
+#: when read). Adding a per-face field: one entry here, one in :func:`photo_rows`, one column of
+#: the store's ``faces`` table (:mod:`facekit.store.db`) and its migration.
+ROW_FIELDS = (("path", "string"), ("size", "int64"), ("mtime_ns", "int64"), ("sha256", "string"),
+              ("face", "int64"), ("box", "list<float64>"), ("landmarks", "list<float64>"),
+              ("confidence", "float64"), ("embedding", "list<float32>"), ("model", "string"), ("error", "string"))
+ROW_COLUMNS = tuple(name for name, _ in ROW_FIELDS)
+
+
+def row_schema():
+    """The Arrow schema of :data:`ROW_FIELDS` (fixed, so that a Parquet shard whose photos have no
+    face, with null box, landmarks and embedding, has the same schema as every other shard)."""
+    import pyarrow as pa
+
+    types = {"string": pa.string(), "int64": pa.int64(), "float64": pa.float64(),
+             "list<float64>": pa.list_(pa.float64()), "list<float32>": pa.list_(pa.float32())}
+    return pa.schema([(name, types[kind]) for name, kind in ROW_FIELDS])
+
+
+def photo_rows(photo, sha256: str, faces: list, embeddings: np.ndarray | None, model: str,
+               error: str | None = None) -> list[dict]:
+    """Rows of one photo (see :data:`ROW_FIELDS`; ``photo`` has ``path``, ``size``, ``mtime_ns``):
+    one per face, or one with ``face = -1`` (no face, or ``error``)."""
+    base = {"path": photo.path, "size": photo.size, "mtime_ns": photo.mtime_ns, "sha256": sha256, "model": model,
+            "error": error}
+    if error is not None or not faces:
+        return [{**base, "face": -1, "box": None, "landmarks": None, "confidence": None, "embedding": None}]
+    return [{**base, "face": i, "box": [float(v) for v in f.box], "landmarks": [float(v) for v in f.landmarks.ravel()],
+             "confidence": float(f.confidence), "embedding": np.asarray(e, np.float32).tolist()}
+            for i, (f, e) in enumerate(zip(faces, embeddings))]
+
+
+def records_of(rows) -> list[FaceRecord]:
+    """Store records (:class:`FaceRecord`) of one photo's rows (``[]``: no face)."""
+    return [FaceRecord(np.asarray(r["box"], np.float32), np.asarray(r["landmarks"], np.float32).reshape(5, 2),
+                       float(r["confidence"]), np.asarray(r["embedding"], np.float32))
+            for r in sorted(rows, key=lambda r: r["face"]) if r["face"] >= 0]

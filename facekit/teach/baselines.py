@@ -31,7 +31,7 @@ def cross_val_names(embeddings: np.ndarray, labels: Sequence[str], folds: int = 
     k = int(min(folds, counts.min()))
     cv = StratifiedKFold(n_splits=k, shuffle=True, random_state=random_state)
     est = FaceIdentifier(threshold=float("inf"), C=C, random_state=random_state)
-    return cross_val_predict(est, _unit(embeddings, "cross_val_names"), y, cv=cv), k
+    return cross_val_predict(est, np.asarray(embeddings, np.float32), y, cv=cv), k  # fit() makes rows unit
 
 
 

@@ -15,6 +15,7 @@ from typing import Sequence
 
 import numpy as np
 
+from facekit.models.registry import DEFAULT_MODEL, thresholds
 from facekit.teach.plots import draw_faces, plot_det, plot_sphere, plot_triplet_margin, scatter_thumbnails
 
 __all__ = ["figure_png", "detection_explorer", "pair_explorer", "triplet_margin_explorer", "open_set_explorer",
@@ -81,9 +82,9 @@ def detection_explorer(images: dict, detector=None, confidence: float = 0.7, min
 
 
 def pair_explorer(crops: np.ndarray, embeddings: np.ndarray, names: Sequence[str], threshold: float | None = None,
-                  a: int = 0, b: int = 1):
+                  a: int = 0, b: int = 1, *, model: str = DEFAULT_MODEL):
     """Widget: choose two faces (dropdowns), see both crops, their squared-L2 distance and the
-    verdict at the threshold (slider, default :data:`facekit.recognition.verify.DEFAULT_THRESHOLD`).
+    verdict at the threshold (slider, default: ``model``'s ``thresholds(model).verify``).
 
     crops: uint8 (N, h, w, 3); embeddings: (N, D) unit rows; names: N captions. Drawn once on
     creation. Taught in notebook 02. Returns the ipywidgets box.
@@ -91,12 +92,12 @@ def pair_explorer(crops: np.ndarray, embeddings: np.ndarray, names: Sequence[str
     import ipywidgets as W
     import matplotlib.pyplot as plt
 
-    from facekit.recognition.verify import DEFAULT_THRESHOLD, verify
+    from facekit.recognition.verify import verify
 
     opts = [(f"{i}: {n}", i) for i, n in enumerate(names)]
     da = W.Dropdown(options=opts, value=a, description="face A")
     db = W.Dropdown(options=opts, value=b, description="face B")
-    th = W.FloatSlider(value=DEFAULT_THRESHOLD if threshold is None else threshold, min=0.2, max=2.0, step=0.01,
+    th = W.FloatSlider(value=thresholds(model).verify if threshold is None else threshold, min=0.2, max=2.0, step=0.01,
                        description="threshold", continuous_update=False, readout_format=".2f")
     view = W.Image(format="png")
 
@@ -148,9 +149,10 @@ def triplet_margin_explorer(positive_deg: float = 40.0, margin: float = 0.2,
 
 
 def open_set_explorer(known_scores: np.ndarray, known_correct: np.ndarray, stranger_scores: np.ndarray,
-                      threshold: float = 0.8, bins: int = 60):
-    """Widget: drag the "unknown" threshold, see both score histograms and, at that threshold, the
-    share of enrolled faces named correctly / turned away and of strangers let in.
+                      threshold: float | None = None, bins: int = 60, *, model: str = DEFAULT_MODEL):
+    """Widget: drag the "unknown" threshold (default: ``model``'s ``thresholds(model).unknown``), see
+    both score histograms and, at that threshold, the share of enrolled faces named correctly /
+    turned away and of strangers let in.
 
     Scores: squared distances (lower = more "enrolled"); known_correct: the closed-set name was
     right. Drawn once on creation. Taught in notebook 04. Returns the ipywidgets box.
@@ -159,6 +161,8 @@ def open_set_explorer(known_scores: np.ndarray, known_correct: np.ndarray, stran
     import matplotlib.pyplot as plt
 
     ks, kc, ss = np.asarray(known_scores), np.asarray(known_correct, bool), np.asarray(stranger_scores)
+    if threshold is None:
+        threshold = thresholds(model).unknown
     hi = float(max(ks.max(initial=0), ss.max(initial=0), threshold)) * 1.05 or 2.0
     slider = W.FloatSlider(value=round(float(threshold), 2), min=0.0, max=round(hi, 2), step=0.01,
                            description="threshold", continuous_update=False, readout_format=".2f")
@@ -270,8 +274,9 @@ def umap_explorer(embeddings: np.ndarray, labels: Sequence[str], n_neighbors: in
     return W.VBox([W.HBox([nn, md]), view])
 
 
-def threshold_explorer(distances: np.ndarray, same: np.ndarray, threshold: float = 1.22,
-                       pair_paths: np.ndarray | None = None, max_pairs: int = 4, lo: float = 0.4, hi: float = 2.2):
+def threshold_explorer(distances: np.ndarray, same: np.ndarray, threshold: float | None = None,
+                       pair_paths: np.ndarray | None = None, max_pairs: int = 4, lo: float = 0.4, hi: float = 2.2,
+                       *, model: str = DEFAULT_MODEL):
     """Widget: drag the verification threshold over a set of pairs and see, live, the false accept
     rate (FAR) and false reject rate (FRR) on the DET curve, the histograms with the cut, and the
     pairs it gets wrong at that threshold.
@@ -288,6 +293,8 @@ def threshold_explorer(distances: np.ndarray, same: np.ndarray, threshold: float
     from facekit.core.images import load_image
     from facekit.core.stats import binomial_ci
 
+    if threshold is None:
+        threshold = thresholds(model).verify
     d, s = np.asarray(distances, float).ravel(), np.asarray(same, bool).ravel()
     if d.shape != s.shape or s.all() or not s.any():
         raise ValueError("need distances and same of one shape, with both same and different pairs")

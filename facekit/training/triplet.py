@@ -36,7 +36,7 @@ __all__ = [
     "pairwise_squared_distances", "triplet_loss", "PKSampler",
     "lfw_face_crops", "split_identities", "make_pairs", "VerificationPairs",
     "verification_accuracy", "triplet_separation",
-    "make_embedding_cnn", "TripletNet", "mean_pairwise_distance",
+    "mean_pairwise_distance",
 ]
 
 #: Mining strategies understood by :func:`triplet_loss` (``"random"`` is an alias of ``"all"``).
