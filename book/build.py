@@ -12,7 +12,9 @@ it was drawn in (its ``Image`` PNGs and its controls' values: widget JavaScript 
 and the book must read offline); (3) ``sphinx-build`` (MyST-NB, sphinx-book-theme) into
 ``_build/html``, front page ``_build/html/index.html``. Notebooks that fail to run stop the build
 with the failing cell. Every figure of the executed notebooks appears in the book
-(tests/test_book.py checks that in a real browser).
+(tests/test_book.py checks that in a real browser). The book also has a benchmarks page,
+generated from ``bench/facts.json`` (the one source of the figures the text quotes; see
+``bench/facts.py``), never typed by hand.
 """
 
 from __future__ import annotations
@@ -39,6 +41,8 @@ BUILD = ROOT / "_build"
 EXECUTED = BUILD / "executed"
 SRC = BUILD / "book_src"
 HTML = BUILD / "html"
+#: the book's reference pages (Markdown under book/pages/), after the notebooks
+PAGES = sorted((ROOT / "book" / "pages").glob("*.md"))
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 WIDGET_STATE = "application/vnd.jupyter.widget-state+json"
 
@@ -168,6 +172,9 @@ them. {"Small mode uses fewer photos and steps than the published figures quoted
 
 Before you recognise anyone's face, read [A3 · responsible use](A3_responsible_use.ipynb).
 
+The measured figures the text quotes (speed, accuracy, each with its machine and command) are on the
+[benchmarks page](benchmarks.md).
+
 | notebook |
 |---|
 {rows}
@@ -187,7 +194,25 @@ Before you recognise anyone's face, read [A3 · responsible use](A3_responsible_
 
 {chr(10).join(p.stem for p in appendices)}
 ```
+
+```{{toctree}}
+:caption: Reference
+:maxdepth: 1
+:hidden:
+
+benchmarks
+```
 """
+
+
+def benchmarks_page() -> str:
+    """The benchmarks page (MyST markdown), generated from bench/facts.json by bench/facts.py."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("facekit_bench_facts", ROOT / "bench" / "facts.py")
+    facts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(facts)
+    return facts.markdown()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -227,6 +252,13 @@ def main(argv: list[str] | None = None) -> int:
         nbformat.write(nb, SRC / p.name)
         manifest[p.stem] = {"figures": figure_count(nb), "widgets": widgets, "mode": mode}
     (SRC / "index.md").write_text(front_page(sources, mode))
+    for page in PAGES:
+        shutil.copy2(page, SRC / page.name)
+    sys.path.insert(0, str(ROOT / "book"))
+    from layers import draw  # the architecture page's picture, drawn from pyproject's layers contract
+
+    draw(SRC / "layers.png")
+    (SRC / "benchmarks.md").write_text(benchmarks_page())
     (BUILD / "book_manifest.json").write_text(json.dumps(manifest, indent=1))
     if HTML.exists():
         shutil.rmtree(HTML)

@@ -2,13 +2,16 @@
 
 Used by :mod:`facekit.teach.lfw.pipeline` (notebook 02 and the benchmarks). A table is an ``.npz``
 (``names``, ``rows``) beside a JSON of the settings that produced it; the file name holds a hash
-of those settings (detector settings; model fingerprint + crop geometry), so a changed model or
-pipeline never reads a stale row. Writes merge with what another process wrote meanwhile, under a
+of those settings (detector settings; model fingerprint + crop geometry) and of the code that
+computes the rows (:func:`code_key`: the detection, alignment, embedding and LFW-pipeline modules,
+docstrings and comments left out), so a changed model, setting or code path never reads a stale row. Writes merge with what another process wrote meanwhile, under a
 file lock, then replace the file atomically.
 """
 
 from __future__ import annotations
 
+import ast
+import functools
 import hashlib
 import json
 import os
@@ -21,12 +24,40 @@ import numpy as np
 
 from facekit.core.files import file_lock
 
-__all__ = ["RowTable", "settings_key", "lfw_cache_dir", "rel_key"]
+__all__ = ["RowTable", "settings_key", "lfw_cache_dir", "rel_key", "code_key", "PIPELINE_MODULES"]
+
+#: the modules whose code decides an LFW cache row (detections, crops, embeddings); their code is
+#: part of every cache key, so a benchmark's cache made by older code is never reused after a change
+PIPELINE_MODULES = ("core/images.py", "detection/*.py", "embedding/*.py", "runtime/*.py", "data/lfw.py",
+                    "teach/lfw/pipeline.py", "teach/lfw/cache.py", "faces.py")
+
+
+def _code_of(path: Path) -> str:
+    """A module's code without docstrings and comments (``ast.dump``): editing prose keeps the key."""
+    tree = ast.parse(path.read_text())
+    for node in ast.walk(tree):
+        body = getattr(node, "body", None)
+        if (isinstance(body, list) and body and isinstance(body[0], ast.Expr)
+                and isinstance(getattr(body[0], "value", None), ast.Constant) and isinstance(body[0].value.value, str)):
+            body[0] = ast.Pass()
+    return ast.dump(tree)
+
+
+@functools.lru_cache(maxsize=8)
+def code_key(paths: tuple[str | os.PathLike, ...] | None = None) -> str:
+    """Short hash of the code of ``paths`` (default :data:`PIPELINE_MODULES` under facekit/)."""
+    root = Path(__file__).resolve().parents[2]
+    files = [Path(p) for p in paths] if paths is not None else [f for m in PIPELINE_MODULES for f in sorted(root.glob(m))]
+    h = hashlib.sha1()
+    for f in files:
+        h.update(_code_of(f).encode())
+    return h.hexdigest()[:12]
 
 
 def settings_key(settings: dict) -> str:
-    """Short stable hash of a settings dict (file-name part of a cache table)."""
-    return hashlib.sha1(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:12]
+    """Short stable hash of a settings dict and of the pipeline's code (:func:`code_key`): the
+    file-name part of a cache table."""
+    return hashlib.sha1(json.dumps({**settings, "code": code_key()}, sort_keys=True).encode()).hexdigest()[:12]
 
 
 def lfw_cache_dir() -> Path:
