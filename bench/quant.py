@@ -233,6 +233,8 @@ def main() -> None:
     res["int8_model"] = int8_model_path(build=False).name
     res["load_avg_1min"] = round(os.getloadavg()[0], 2)
     print(json.dumps(res))
+    from facts import record  # noqa: E402 - bench/facts.json: the one source of the figures the text quotes
+    record("quant", res)
 
 
 if __name__ == "__main__":

@@ -200,7 +200,7 @@ The measured figures the text quotes (speed, accuracy, each with its machine and
 :maxdepth: 1
 :hidden:
 
-benchmarks
+{chr(10).join([*(q.stem for q in PAGES), "benchmarks"])}
 ```
 """
 

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facekit.detection.align import DEFAULT_MARGIN, align_faces
+from facekit.detection.align import DEFAULT_MARGIN, align_faces, align_for
 from facekit.detection.detector import Detector, Face, get_detector
 from facekit.embedding.embedder import Embedder, get_embedder
 from facekit.models.registry import DEFAULT_MODEL, spec_name
@@ -140,6 +140,13 @@ def extract_faces(image: np.ndarray | str | os.PathLike, *, detector: Detector |
     if not faces:
         return []
     crops = align_faces(img, faces, margin=margin, rotate=rotate)
-    embs = fuse_unit([embedder.embed(apply_crop_op(crops, op)) for op in plan.crop_ops])
+    kind = embedder.spec.crop
+    if kind == "facenet":
+        embs = fuse_unit([embedder.embed(apply_crop_op(crops, op)) for op in plan.crop_ops])
+    elif plan.crop_ops != ("plain",):
+        raise ValueError(f"the hard-light crop options work on FaceNet's crops; model {embedder.spec.name!r} cuts "
+                         f"{kind!r}. Fix: use them with model='facenet128'")
+    else:
+        embs = embedder.embed(align_for(kind, img, faces, facenet_crops=crops))
     fp = embedder.fingerprint
     return [FaceEmbedding(f, c, e, fp) for f, c, e in zip(faces, crops, embs)]

@@ -14,6 +14,7 @@ dimension, thresholds, backend) lives in :mod:`facekit.models.registry`.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import shutil
@@ -26,7 +27,7 @@ from pathlib import Path
 from facekit.core.files import file_lock
 
 __all__ = ["FetchError", "ChecksumError", "cache_dir", "sha256sum", "fetch_sdist", "model_path", "celebrity_dir",
-           "fetch_all"]
+           "fetch_all", "DLIB_FILES", "dlib_model_file"]
 
 
 # --- the one source of truth for hashes -------------------------------------------------
@@ -239,6 +240,35 @@ def fetch_all() -> None:
     print("facekit: model", model_path(), file=sys.stderr)  # stderr: `facekit fetch --json` keeps stdout pure
     print("facekit: sample data", celebrity_dir(), file=sys.stderr)
 
+
+
+#: dlib's model files, shipped by the PyPI package ``face_recognition_models==0.3.0`` (installed with
+#: facekit, nothing downloaded at run time), and their sha256
+DLIB_FILES = {
+    "dlib_face_recognition_resnet_model_v1.dat": "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+    "shape_predictor_5_face_landmarks.dat": "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+}
+
+
+@functools.lru_cache(maxsize=None)
+def dlib_model_file(name: str) -> Path:
+    """Verified path of one of dlib's model files (:data:`DLIB_FILES`) inside the installed
+    ``face_recognition_models`` package. A missing package or a file that fails its sha256 is a
+    clear error naming the fix."""
+    if name not in DLIB_FILES:
+        raise ValueError(f"unknown dlib model file {name!r}; choose one of {sorted(DLIB_FILES)}")
+    try:
+        import face_recognition_models
+    except ImportError:
+        raise FetchError("dlib's model files come with the package face_recognition_models, which is not installed. "
+                         "Fix: pip install face_recognition_models==0.3.0") from None
+    path = Path(face_recognition_models.__file__).parent / "models" / name
+    if not path.is_file():
+        raise FetchError(f"{path} is missing. Fix: pip install --force-reinstall face_recognition_models==0.3.0")
+    if not _verified(path, DLIB_FILES[name]):
+        raise ChecksumError(f"{path} does not match sha256 {DLIB_FILES[name]} (another version of "
+                            "face_recognition_models?). Fix: pip install face_recognition_models==0.3.0")
+    return path
 
 if __name__ == "__main__":  # python -m facekit.core.cache : fetch files only (see `facekit fetch`)
     fetch_all()

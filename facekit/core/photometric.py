@@ -47,11 +47,14 @@ from facekit.core.images import as_rgb
 __all__ = [
     "TRANSFORMS", "SHADE_DIRECTIONS", "NORMALIZATIONS", "photometric_transform", "transform_rng",
     "shade", "to_gray", "gamma", "low_resolution", "jpeg", "normalize", "clahe_luminance", "tan_triggs",
-    "tan_triggs_float", "is_gray", "crop_ops", "apply_crop_op", "fuse_unit",
+    "tan_triggs_float", "is_gray", "crop_ops", "apply_crop_op", "fuse_unit", "HARSH_TRANSFORMS", "half_shadow",
 ]
 
 #: Named transforms of :func:`photometric_transform` (the benchmark's columns).
 TRANSFORMS = ("shade", "gray", "gamma_0.4", "gamma_2.5", "lowres", "jpeg10", "mix")
+#: harsher transforms (bench/models.py): light from one side that leaves half the face in deep
+#: shadow; an old grey photo at low resolution (face 20-28 px wide)
+HARSH_TRANSFORMS = ("half_shadow", "gray_lowres")
 SHADE_DIRECTIONS = ("left", "right", "top", "bottom", "radial")
 #: ``normalize=`` values of the pipeline (None: none).
 NORMALIZATIONS = (None, "clahe", "tan_triggs")
@@ -94,6 +97,21 @@ def shade(image: np.ndarray, direction: str = "left", low: float = 0.15, box=Non
              "top": (ys - y1) / (y2 - y1), "bottom": (y2 - ys) / (y2 - y1)}[direction]
     gain = 1.0 - (1.0 - low) * np.clip(t, 0.0, 1.0)
     return np.clip(img * gain[:, :, None] + 0.5, 0, 255).astype(np.uint8)
+
+
+def half_shadow(image: np.ndarray, side: str = "left", depth: float = 0.06, edge: float = 0.12, box=None) -> np.ndarray:
+    """Hard side light: the half of the face box away from the light (``side`` is where the light
+    comes from, ``"left"`` or ``"right"`` of the image) darkened to gain ``depth``, with a soft edge
+    ``edge`` box-widths wide at the nose line, and everything beyond that side of the face too."""
+    if side not in ("left", "right"):
+        raise ValueError(f"side must be 'left' or 'right', got {side!r}")
+    img = as_rgb(image)
+    x1, _, x2, _ = _box(img, box)
+    xs = np.arange(img.shape[1], dtype=np.float32) + 0.5
+    t = ((xs - (x1 + x2) / 2) / ((x2 - x1) * edge)) + 0.5  # 0 -> 1 across the soft edge at the centre line
+    t = np.clip(t if side == "left" else 1.0 - t, 0.0, 1.0)
+    gain = 1.0 - (1.0 - depth) * t
+    return np.clip(img * gain[None, :, None] + 0.5, 0, 255).astype(np.uint8)
 
 
 def to_gray(image: np.ndarray) -> np.ndarray:
@@ -170,6 +188,8 @@ def _apply(part: str, img: np.ndarray, params: dict, box) -> np.ndarray:
         return low_resolution(img, box=box, **params)
     if part == "jpeg10":
         return jpeg(img, 10)
+    if part == "half_shadow":
+        return half_shadow(img, box=box, **params)
     raise ValueError(part)
 
 
@@ -199,8 +219,12 @@ def photometric_transform(image: np.ndarray, name: str, *, seed: int = 0, key: s
     elif name == "mix":
         pick = set(rng.choice(len(_MIX_PARTS), size=2, replace=False).tolist())
         steps = [(p, _draw(p, rng)) for i, p in enumerate(_MIX_PARTS) if i in pick]
+    elif name == "half_shadow":
+        steps = [("half_shadow", dict(side=str(rng.choice(["left", "right"])), depth=float(rng.uniform(0.04, 0.08))))]
+    elif name == "gray_lowres":
+        steps = [("gray", {}), ("lowres", dict(face_px=int(rng.integers(20, 29))))]
     else:
-        raise ValueError(f"unknown transform {name!r}; choose one of {('none',) + TRANSFORMS}")
+        raise ValueError(f"unknown transform {name!r}; choose one of {('none',) + TRANSFORMS + HARSH_TRANSFORMS}")
     out = img
     for part, params in steps:
         out = _apply(part, out, params, box)

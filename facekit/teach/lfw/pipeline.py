@@ -97,7 +97,9 @@ def _image_shape(path: str) -> tuple[int, int]:
     return h, w
 
 
-def _fallback_face(image_shape: tuple[int, int]):
+def fallback_face(image_shape: tuple[int, int]):
+    """The centre box :data:`LFW_FALLBACK_BOX` (scaled to the image) as a Face with unknown (NaN)
+    landmarks: what LFW evaluation embeds where MTCNN finds no face."""
     from facekit.detection.detector import Face
 
     h, w = image_shape
@@ -187,6 +189,8 @@ def embed_lfw(paths: Sequence[str], *, margin: float | None = None, rotate: bool
     margin = DEFAULT_MARGIN if margin is None else float(margin)
     det = detector or get_detector()
     emb = embedder or get_embedder()
+    if flip and emb.spec.crop != "facenet":
+        raise ValueError(f"flip mirrors FaceNet's crop; model {emb.spec.name!r} cuts {emb.spec.crop!r}")
     paths = list(paths)
     faces = detect_lfw(paths, detector=det, progress=progress, cache=cache)
     settings = {"kind": "lfw-embeddings", "model": emb.fingerprint, "margin": margin, "rotate": bool(rotate)}
@@ -200,7 +204,7 @@ def embed_lfw(paths: Sequence[str], *, margin: float | None = None, rotate: bool
         face = pick_subject(faces[p], shape, select)
         if face is None:
             no_face.append(p)
-            face = _fallback_face(shape)
+            face = fallback_face(shape)
         chosen[p] = face
         # a row is keyed by image AND crop geometry: selection / detector changes never reuse a wrong row
         keys[p] = rel_key(p) + "#" + ",".join(f"{v:.2f}" for v in np.concatenate([face.box, face.landmarks[:2].ravel()]))
@@ -212,7 +216,7 @@ def embed_lfw(paths: Sequence[str], *, margin: float | None = None, rotate: bool
                    f"{', +mirror' if flip else ''})", unit="img", disable=not progress)
         for i in range(0, len(todo), chunk):
             part = todo[i:i + chunk]
-            crops = np.stack([align_face(load_image(p), chosen[p], margin=margin, rotate=rotate) for p in part])
+            crops = np.stack([_model_crop(emb.spec.crop, load_image(p), chosen[p], margin, rotate) for p in part])
             for mirrored in variants:
                 e = emb.embed(crops[:, :, ::-1] if mirrored else crops)
                 for p, row in zip(part, e):
@@ -223,6 +227,14 @@ def embed_lfw(paths: Sequence[str], *, margin: float | None = None, rotate: bool
     plain = np.stack([stores[False].rows[keys[p]] for p in paths]).astype(np.float32)
     mirror = np.stack([stores[True].rows[keys[p]] for p in paths]).astype(np.float32) if flip else None
     return _fuse(plain, mirror, flip), no_face
+
+
+def _model_crop(kind: str, img: np.ndarray, face, margin: float, rotate: bool) -> np.ndarray:
+    """The crop of ``face`` that a model of crop ``kind`` takes (FaceNet's with ``margin``/``rotate``)."""
+    from facekit.detection.align import align_face, align_for
+
+    crop = align_face(img, face, margin=margin, rotate=rotate)
+    return crop if kind == "facenet" else align_for(kind, img, [face], facenet_crops=crop[None])[0]
 
 
 def embed_lfw_pairs(pairs=None, *, per_fold: int | None = None, random_state: int = 0, **pipeline) -> LFWEmbeddings:
