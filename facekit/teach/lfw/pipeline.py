@@ -168,7 +168,7 @@ def embed_lfw(paths: Sequence[str], *, margin: float | None = None, rotate: bool
     ``facekit.cache_dir()/lfw``: one file per (model, margin, rotate, mirrored), one row per (image,
     crop geometry), so repeated runs and other configurations reuse every crop they share.
     """
-    from facekit.detection.align import DEFAULT_MARGIN, align_face
+    from facekit.detection.align import DEFAULT_MARGIN
     from facekit.embedding.embedder import get_embedder
     from facekit.detection.detector import get_detector
     from facekit.core.images import load_image
