@@ -40,22 +40,28 @@ def main() -> None:
     ap.add_argument("--min-faces", type=int, default=20)
     ap.add_argument("--repeats", type=int, default=5, help="random open-set splits")
     ap.add_argument("--max-people", type=int, default=None, help="first N people only (quick runs)")
+    ap.add_argument("--verify-cut", type=float, default=None, help="the verify cut of a model being calibrated")
+    ap.add_argument("--model", default="facenet128", help="embedding model (registry name); a model without "
+                    "calibrated thresholds is calibrated here (its cut grids scale with its verify threshold)")
     args = ap.parse_args()
 
     from sklearn.model_selection import GridSearchCV, train_test_split
 
     from facekit.recognition.cluster import cluster_faces, clustering_scores, sweep_cluster_threshold
-    from facekit.models.registry import thresholds
-    DEFAULT_CLUSTER_THRESHOLD = thresholds("facenet128").cluster  # the model's own cut (facekit.models.registry)
+    from facekit.embedding.embedder import Embedder
+    from facekit.models.registry import model_spec
+    emb = Embedder(args.model)
+    th_ = model_spec(args.model).thresholds  # the model's own cuts (None: being calibrated by this run)
+    DEFAULT_CLUSTER_THRESHOLD = th_.cluster if th_ else None
     from facekit.recognition.identify import REJECTION_RULES, FaceIdentifier, choose_threshold, evaluate_open_set, open_set_scores, open_set_split, rejection_roc
-    from facekit.models.registry import thresholds
-    DEFAULT_THRESHOLD = thresholds("facenet128").unknown  # the model's own cut (facekit.models.registry)
+    DEFAULT_THRESHOLD = th_.unknown if th_ else float("inf")
     from facekit.teach.baselines import cross_val_names, eigenfaces_classifier
     from facekit.teach.lfw import lfw_people_faces
 
     fig: dict = {}
     t0 = time.perf_counter()
-    lfw = lfw_people_faces(args.min_faces, max_people=args.max_people)
+    lfw = lfw_people_faces(args.min_faces, max_people=args.max_people, embedder=emb)
+    fig["model"] = emb.fingerprint
     X, y = lfw.embeddings, lfw.labels
     print(f"LFW people >= {args.min_faces} photos: {len(lfw)} photos of {len(lfw.names)} people "
           f"({len(lfw.no_face)} without a detected face, standard box used); {time.perf_counter() - t0:.0f} s")
@@ -64,7 +70,7 @@ def main() -> None:
     # --- closed set: the same split for FaceNet and eigenfaces ------------------------------
     idx = np.arange(len(y))
     tr, te = train_test_split(idx, test_size=0.25, stratify=y, random_state=42)
-    ident = FaceIdentifier(threshold=float("inf")).fit(X[tr], y[tr])
+    ident = FaceIdentifier(threshold=float("inf"), model=args.model).fit(X[tr], y[tr])
     acc = float(np.mean(ident.predict(X[te]) == y[te]))
     pix = lfw.pixels.reshape(len(lfw), -1).astype(np.float32) / 255.0
     t = time.perf_counter()
@@ -85,7 +91,7 @@ def main() -> None:
     runs, at_default, aucs = [], [], {r: [] for r in REJECTION_RULES}
     for seed in range(args.repeats):
         sp = open_set_split(y, n_known=0.5, calib_frac=0.5, test_size=0.25, random_state=seed)
-        g = FaceIdentifier().fit(X[sp["gallery"]], y[sp["gallery"]])
+        g = FaceIdentifier(threshold=DEFAULT_THRESHOLD, model=args.model).fit(X[sp["gallery"]], y[sp["gallery"]])
         for rule in REJECTION_RULES:
             names, ks = open_set_scores(g, X[sp["known_test"]], rule)
             _, ss = open_set_scores(g, X[sp["stranger_test"]], rule)
@@ -138,7 +144,7 @@ def main() -> None:
                 n_ = len(i_) // 2 if per is None else per
                 rest = i_[n_:]
                 gal += list(i_[:n_]); cal += list(rest[: len(rest) // 2]); test += list(rest[len(rest) // 2:])
-            g = FaceIdentifier().fit(X[gal], y[gal])
+            g = FaceIdentifier(threshold=DEFAULT_THRESHOLD, model=args.model).fit(X[gal], y[gal])
             nc, kc_ = open_set_scores(g, X[cal])
             th = choose_threshold(kc_, nc == y[cal], open_set_scores(g, X[np.isin(y, s_cal)])[1])
             nt, kt_ = open_set_scores(g, X[test])
@@ -158,18 +164,21 @@ def main() -> None:
     rng = np.random.default_rng(0)
     rng.shuffle(people)
     a = np.isin(y, people[: len(people) // 2])
-    grid_t = np.round(np.arange(0.5, 1.61, 0.05), 3)
+    scale = th_.verify if th_ else args.verify_cut
+    if scale is None:
+        raise SystemExit(f"{args.model} has no calibrated thresholds: pass --verify-cut (bench/models.py's View 1 cut)")
+    grid_t = np.round(np.arange(0.5, 1.61, 0.05) * scale / 1.22, 4)  # facenet128's grid, scaled to the model
     sweep = sweep_cluster_threshold(X[a], y[a], grid_t)
     best = max(sweep, key=lambda r: r["ari"])
     held = clustering_scores(y[~a], cluster_faces(X[~a], threshold=best["threshold"]))
-    allp = clustering_scores(y, cluster_faces(X, threshold=DEFAULT_CLUSTER_THRESHOLD))
+    allp = clustering_scores(y, cluster_faces(X, threshold=DEFAULT_CLUSTER_THRESHOLD or best["threshold"]))
     allbest = clustering_scores(y, cluster_faces(X, threshold=best["threshold"]))
     print("agglomerative sweep (half A): " + ", ".join(f"{r['threshold']:.2f}:{r['ari']:.3f}" for r in sweep))
     print(f"agglomerative: best cut {best['threshold']:.2f} on half A (ARI {best['ari']:.4f}); held-out half "
           f"ARI {held['ari']:.4f} NMI {held['nmi']:.4f}; all people at default {DEFAULT_CLUSTER_THRESHOLD}: "
           f"ARI {allp['ari']:.4f} NMI {allp['nmi']:.4f}, {allp['n_clusters']} clusters for {allp['n_true']} "
           f"people, {allp['singleton_fraction']:.3f} singletons; all people at the LFW-best cut: ARI {allbest['ari']:.4f}")
-    sweep_db = sweep_cluster_threshold(X[a], y[a], np.round(np.arange(0.3, 1.01, 0.05), 3), method="dbscan")
+    sweep_db = sweep_cluster_threshold(X[a], y[a], np.round(np.arange(0.3, 1.01, 0.05) * scale / 1.22, 4), method="dbscan")
     best_db = max(sweep_db, key=lambda r: r["ari"])
     held_db = clustering_scores(y[~a], cluster_faces(X[~a], "dbscan", best_db["threshold"]))
     hd = clustering_scores(y, cluster_faces(X, "hdbscan", min_cluster_size=3))
@@ -181,17 +190,23 @@ def main() -> None:
     # the same methods on the varied "5 Celebrity Faces" sample (118 photos, 5 people): an album-like set
     from facekit.data.folders import load_celebrities
 
-    cel = [load_celebrities(s_, progress=False, verbose=False) for s_ in ("train", "val")]
+    cel = [load_celebrities(s_, progress=False, verbose=False, embedder=emb) for s_ in ("train", "val")]
     xc, yc = np.vstack([c.embeddings for c in cel]), np.concatenate([c.labels for c in cel])
-    sc = {m: clustering_scores(yc, cluster_faces(xc, m, **({"min_cluster_size": 3} if m == "hdbscan" else {})))["ari"]
+    cut = {"agglomerative": DEFAULT_CLUSTER_THRESHOLD or best["threshold"],
+           "dbscan": (th_.dbscan if th_ else None) or best_db["threshold"], "hdbscan": None}
+    sc = {m: clustering_scores(yc, cluster_faces(xc, m, cut[m], **({"min_cluster_size": 3} if m == "hdbscan" else {})))["ari"]
           for m in ("agglomerative", "dbscan", "hdbscan")}
+    # the sample set's own best cut (facenet128's registered cut is the mean of LFW's and this one)
+    sweep_s = sweep_cluster_threshold(xc, yc, grid_t)
+    fig["sample_best_cut"] = max(sweep_s, key=lambda r: r["ari"])["threshold"]
+    fig["cluster_cut_mean_of_bests"] = round((best["threshold"] + fig["sample_best_cut"]) / 2, 4)
     print("sample set (118 photos, 5 people) ARI at defaults: " + ", ".join(f"{m} {v:.4f}" for m, v in sc.items()))
     fig.update({f"sample_ari_{m}": v for m, v in sc.items()})
     fig["ari_lfw_best_cut"] = allbest["ari"]
     fig["seconds"] = time.perf_counter() - t0
     print(json.dumps({k: (round(v, 5) if isinstance(v, float) else v) for k, v in fig.items()}))
     from facts import record  # noqa: E402 - bench/facts.json: the one source of the figures the text quotes
-    record("identify", fig)
+    record("identify" if args.model == "facenet128" else f"identify-{args.model}", fig)
 
 
 if __name__ == "__main__":

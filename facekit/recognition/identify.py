@@ -252,42 +252,97 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
         return names, score
 
     def predict(self, embeddings: np.ndarray) -> np.ndarray:
-        """Names (M,) str, :data:`UNKNOWN` for faces farther than ``threshold`` from the gallery."""
+        """Names (M,) str, :data:`UNKNOWN` for faces farther than ``threshold`` from the nearest enrolled
+        photo of the person the SVM names."""
         return self.predict_scores(embeddings)[0]
 
     # -- persistence (no pickle) --------------------------------------------------------
     @staticmethod
     def npz_path(path: str | os.PathLike) -> Path:
+        if not isinstance(path, (str, os.PathLike)):
+            raise TypeError(f"expected a file path (str or Path), got {type(path).__name__}. Fix: "
+                            "identifier.save('identifier.npz') / FaceIdentifier.load('identifier.npz')")
         path = Path(path).expanduser()
         return path if path.suffix == ".npz" or path.is_dir() else path.with_name(path.name + ".npz")
 
-    def save(self, path: str | os.PathLike, *, overwrite: bool = True) -> Path:
+    def save(self, path: str | os.PathLike, *, overwrite: bool | None = None) -> Path:
         """Write arrays + JSON metadata to ``path`` (``.npz`` added if missing, as :meth:`load`
-        does): atomically, under a lock, private (0600). ``overwrite=False`` refuses an existing
-        file. Returns the path. For your people, prefer the face store (never overwritten)."""
+        does): atomically, under a lock, private (0600). Returns the path.
+
+        ``overwrite``: None (default) replaces only this identifier's own file (the one it was
+        loaded from or saved to, or an identifier of the same face store); a file of another kind,
+        another store's or another gallery's is refused (FileExistsError); True replaces any file;
+        False none. An identifier fitted by :meth:`facekit.store.db.FaceStore.identifier` records
+        its store and generation and is registered there (a derived file: ``forget`` fits it again
+        without the person); saving it after the store changed raises
+        :class:`~facekit.core.origin.StaleFileError`. For your people, prefer the face store."""
+        from contextlib import nullcontext
+
+        from facekit.core.origin import derived_write
+
         self._check_fitted()
         th = self.threshold_
         if self.threshold is not None and not (0 <= th <= 4 or th == float("inf")):
             raise ValueError(f"threshold {self.threshold!r} is not a squared L2 distance in [0, 4] (or inf); "
                              "refusing to save it. Fix: set threshold to e.g. 0.8, or None for the default")
+        origin = getattr(self, "origin_", None)
         meta = {"format": FORMAT_NAME, "version": FORMAT_VERSION, "model": str(self.model),
                 "C": float(self.C), "random_state": self.random_state,
                 "threshold": None if self.threshold is None else ("inf" if th == float("inf") else th),
                 "n_gallery": int(len(self.gallery_)), "dim": int(self.gallery_.shape[1]),
-                "names": self.names}
+                "names": self.names, "origin": None if origin is None else origin.as_json()}
         arrays = {"gallery": self.gallery_, "gallery_labels": self.gallery_labels_, "classes": self.classes_,
                   "coef": self.coef_, "intercept": self.intercept_}
-        return write_npz(self.npz_path(path), meta, arrays, overwrite=overwrite, what="identifier .npz")
+        target = self.npz_path(path)
+        guard = nullcontext() if origin is None else derived_write(origin, target, "identifier", str(self.model))
+        with guard:
+            out = write_npz(target, meta, arrays, overwrite=overwrite, what="identifier .npz",
+                            replaces=getattr(self, "_file_", None))
+        self._file_ = out
+        return out
 
     @classmethod
-    def load(cls, path: str | os.PathLike) -> "FaceIdentifier":
+    def load(cls, path: str | os.PathLike, *, store=None) -> "FaceIdentifier":
         """Read a file written by :meth:`save` (``"g"`` finds ``"g.npz"``), checking every value:
         finite unit-norm gallery, checked names, consistent shapes, finite coefficients, a
-        threshold in [0, 4] or inf. Anything else: :class:`IdentifierFormatError`."""
-        p = Path(path).expanduser()
+        threshold in [0, 4] or inf. Anything else: :class:`IdentifierFormatError`.
+
+        A file fitted from a face store is read only while that store is there, unreplaced and
+        unchanged since (:mod:`facekit.core.origin`); otherwise :class:`StaleFileError`, or, with
+        ``store`` (that store, open), the identifier is fitted again from it and saved over the file."""
+        from facekit.core.origin import Origin, StaleFileError, origin_problem, store_stamp
+
+        p = cls.npz_path(path) if not isinstance(path, (str, os.PathLike)) else Path(path).expanduser()
         if not p.exists() and cls.npz_path(p).exists():
             p = cls.npz_path(p)
         meta, arrays = read_npz(p, FORMAT_NAME, FORMAT_VERSION, _FIX, IdentifierFormatError)
+        try:
+            origin = Origin.from_json(meta.get("origin"))
+        except ValueError as exc:
+            raise IdentifierFormatError(f"{p}: {exc}. Fix: {_FIX}") from None
+        if origin is not None:
+            try:
+                stamp = (store.store_id, store.generation) if store is not None else store_stamp(origin.store_path)
+            except OSError as exc:
+                raise StaleFileError(f"{p}: cannot check the face store it was fitted from ({exc}). Fix: make the "
+                                     "store readable, or fit the identifier again") from None
+            why = origin_problem(origin, stamp)
+            if why and store is not None and stamp[0] == origin.store_id:
+                th = meta.get("threshold")
+                fresh = store.identifier(meta.get("model"), threshold=float("inf") if th == "inf" else th,
+                                         C=float(meta.get("C", 1.0)), random_state=meta.get("random_state", 0))
+                fresh.save(p, overwrite=True)
+                return fresh
+            if why:
+                raise StaleFileError(f"{p}: this identifier was fitted from a face store and is out of date: {why}. "
+                                     "Fix: fit it again (store.identifier(...).save(path)), or pass store= to "
+                                     "FaceIdentifier.load to do so")
+        obj = cls._from_arrays(p, meta, arrays)
+        obj.origin_, obj._file_ = origin, p
+        return obj
+
+    @classmethod
+    def _from_arrays(cls, p: Path, meta: dict, arrays: dict) -> "FaceIdentifier":
         need = {"gallery", "gallery_labels", "classes", "coef", "intercept"}
         if need - set(arrays):
             raise IdentifierFormatError(f"{p}: missing arrays {sorted(need - set(arrays))}. Fix: {_FIX}")

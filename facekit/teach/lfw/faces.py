@@ -58,14 +58,14 @@ class LFWFaces:
 
 def lfw_people_faces(min_faces_per_person: int = 20, max_faces_per_person: int | None = None,
                      max_people: int | None = None, *, data_home: str | os.PathLike | None = None,
-                     progress: bool = True, cache: bool = True) -> LFWFaces:
+                     progress: bool = True, cache: bool = True, embedder=None) -> LFWFaces:
     """LFW people with at least ``min_faces_per_person`` photos (62 people, 3,023 images at 20),
     embedded with facekit's pipeline (MTCNN, centred face, aligned, 128-D FaceNet, no mirroring).
 
     Embeddings come from :func:`facekit.teach.lfw.embed_lfw`, cached on disk per image (shared with
     notebook 02 and the benchmarks): the first call for all 3,023 images takes several minutes on
     2 CPU cores, later calls seconds. ``max_faces_per_person`` / ``max_people`` (the first people
-    by name) make small subsets for quick runs.
+    by name) make small subsets for quick runs; ``embedder``: another model's (default facenet128).
     """
     import cv2
 
@@ -76,7 +76,7 @@ def lfw_people_faces(min_faces_per_person: int = 20, max_faces_per_person: int |
     if max_people is not None:
         keep = np.isin(labels, sorted(set(labels.tolist()))[:max_people])
         paths, labels = [p for p, k in zip(paths, keep) if k], labels[keep]
-    emb, no_face = embed_lfw(paths, flip=None, progress=progress, cache=cache)
+    emb, no_face = embed_lfw(paths, flip=None, progress=progress, cache=cache, embedder=embedder)
     thumbs = np.zeros((len(paths), THUMB, THUMB, 3), np.uint8)
     pixels = np.zeros((len(paths), 50, 37), np.uint8)
     for i, p in enumerate(paths):
