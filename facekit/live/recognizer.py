@@ -28,10 +28,11 @@ from typing import Iterable
 
 import numpy as np
 
-from facekit.detection.align import align_face
+from facekit.detection.align import align_face, align_for
 from facekit.detection.detector import Detector, get_detector
 from facekit.embedding.embedder import Embedder, get_embedder
-from facekit.recognition.identify import FaceIdentifier
+from facekit.models.registry import spec_name
+from facekit.recognition.identify import FaceIdentifier, check_same_model
 from facekit.core.names import check_name
 from facekit.live.naming import TrackName, gallery_threshold
 from facekit.live.results import FrameResult, LiveFace
@@ -112,6 +113,7 @@ class LiveRecognizer:
             iou_threshold=iou_threshold, max_misses=max_misses)
         self._detector = detector
         self._embedder = embedder
+        check_same_model(identifier, embedder, "LiveRecognizer")
         self._lock = threading.RLock()
         self._version = 0  # bumped when the gallery or the threshold changes
         self._enrol: dict | None = None
@@ -126,9 +128,15 @@ class LiveRecognizer:
 
     @property
     def embedder(self) -> Embedder:
+        """The embedder (default: the one of the identifier's model, else facenet128's)."""
         if self._embedder is None:
-            self._embedder = get_embedder()
+            model = getattr(self.identifier, "model", None)
+            self._embedder = get_embedder(spec_name(model))
         return self._embedder
+
+    def _crop(self, img: np.ndarray, face) -> np.ndarray:  # the model's crop (FaceNet's, or dlib's chip)
+        kind = self.embedder.spec.crop
+        return align_face(img, face) if kind == "facenet" else align_for(kind, img, [face])[0]
 
     @property
     def threshold(self) -> float:
@@ -159,6 +167,7 @@ class LiveRecognizer:
 
     def set_identifier(self, identifier) -> None:
         """Swap the gallery; faces on screen are re-identified from their stored embeddings."""
+        check_same_model(identifier, self._embedder, "LiveRecognizer")
         with self._lock:
             self.identifier = identifier
             self._version += 1
@@ -219,7 +228,8 @@ class LiveRecognizer:
             if self.store is not None:  # first: if the store refuses, the gallery stays as it was
                 self.store.add_faces(name, embs, model=self.embedder, sources="camera", consent=consent)
             if self.identifier is None:
-                self.identifier = FaceIdentifier(threshold=self._threshold).fit(embs, [name] * len(embs))
+                self.identifier = FaceIdentifier(threshold=self._threshold, model=self.embedder.fingerprint).fit(
+                    embs, [name] * len(embs))
             else:
                 self.identifier.enroll(embs, name)
             self._version += 1
@@ -235,7 +245,7 @@ class LiveRecognizer:
             img = as_frame(frame)
             faces = self.detector.detect(img, min_face_size=min(self.min_face_size, 40))
             if faces:
-                crops.append(align_face(img, max(faces, key=lambda f: f.area)))
+                crops.append(self._crop(img, max(faces, key=lambda f: f.area)))
         if not crops:
             raise ValueError(f"no face found in the frames given to enrol {name!r}: "
                              "look at the camera, with your face well lit and at least 40 px wide")
@@ -400,7 +410,7 @@ class LiveRecognizer:
             due += sorted(stale, key=lambda t: self._ids[t.id].last_embed)[:1]
         if not due:
             return 0
-        crops = np.stack([align_face(img, t.face()) for t in due])
+        crops = np.stack([self._crop(img, t.face()) for t in due])
         embs = self.embedder.embed(crops)
         for t, e in zip(due, embs):
             self._ids[t.id].add(e, index)
@@ -419,7 +429,7 @@ class LiveRecognizer:
             if ident.last_embed == index:  # embedded on this frame already
                 e["embs"].append(ident.embeddings[-1])
             else:
-                e["embs"].append(self.embedder.embed(align_face(img, t.face())[None])[0])
+                e["embs"].append(self.embedder.embed(self._crop(img, t.face())[None])[0])
         if len(e["embs"]) < e["shots"]:
             return f"enrolling {e['name']}: {len(e['embs'])}/{e['shots']} shots"
         self._enrol = None

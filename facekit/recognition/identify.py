@@ -35,12 +35,12 @@ from facekit.core.exchange import (FileFormatError, check_embeddings, check_labe
 from facekit.core.names import check_name
 from facekit.recognition.openset import (REJECTION_RULES, OpenSetResult, choose_threshold, evaluate_open_set,
     open_set_scores, open_set_split, rejection_roc)
-from facekit.models.registry import DEFAULT_MODEL, model_spec, thresholds
+from facekit.models.registry import DEFAULT_MODEL, model_spec, spec_name, thresholds
 from facekit.recognition.verify import pairwise_sq_l2
 
 __all__ = [
     "UNKNOWN", "FORMAT_NAME", "FORMAT_VERSION", "IdentifierFormatError",
-    "FaceIdentifier", "default_threshold", "identify_photo",
+    "FaceIdentifier", "default_threshold", "identify_photo", "check_same_model",
     "OpenSetResult", "REJECTION_RULES", "open_set_scores", "rejection_roc", "choose_threshold", "open_set_split",
     "evaluate_open_set",
 ]
@@ -383,6 +383,17 @@ class FaceIdentifier(ClassifierMixin, BaseEstimator):
         return f"FaceIdentifier(threshold={self.threshold!r}, C={self.C!r}, model={self.model!r}{extra})"
 
 
+def check_same_model(identifier, embedder, where: str = "") -> None:
+    """Embeddings of two models are never compared: raise ``ValueError`` naming both when the
+    identifier's gallery was made by another model than ``embedder`` (None: nothing to check)."""
+    if identifier is None or embedder is None or getattr(identifier, "model", None) is None:
+        return
+    if spec_name(identifier.model) != spec_name(embedder.fingerprint):
+        raise ValueError(f"{where + ': ' if where else ''}the gallery holds embeddings of model {identifier.model!r}, "
+                         f"the embedder makes {embedder.fingerprint!r}; embeddings of two models are never "
+                         "compared. Fix: use an embedder of the gallery's model, or a gallery of this model")
+
+
 def identify_photo(image, identifier: FaceIdentifier, *, detector=None, embedder=None,
                    min_face_size: float | None = None) -> tuple[list, np.ndarray, np.ndarray]:
     """Every face of a photo (RGB array or path) with a name: ``(faces, names, scores)``.
@@ -393,7 +404,9 @@ def identify_photo(image, identifier: FaceIdentifier, *, detector=None, embedder
     """
     from facekit.faces import extract_faces
 
-    faces = extract_faces(image, detector=detector, embedder=embedder, min_face_size=min_face_size)
+    check_same_model(identifier, embedder, "identify_photo")
+    faces = extract_faces(image, detector=detector, embedder=embedder, min_face_size=min_face_size,
+                          model=None if embedder is not None else spec_name(identifier.model))
     if not faces:
         return [], np.zeros(0, dtype=str), np.zeros(0)
     names, scores = identifier.predict_scores(np.stack([f.embedding for f in faces]))
