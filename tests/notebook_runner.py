@@ -33,6 +33,34 @@ def series(folder: str | os.PathLike = NOTEBOOKS) -> list[Path]:
     return [p for g in SERIES_GLOBS for p in sorted(folder.glob(g))]
 
 
+def uses_lfw(path: str | os.PathLike) -> bool:
+    """Whether the notebook's code reads LFW (its tests then need the ``lfw_home_dir`` fixture)."""
+    nb = nbformat.read(path, as_version=4)
+    return any("lfw" in c.source.lower() for c in nb.cells if c.cell_type == "code")
+
+
+def code_mtime(folders=(ROOT / "facekit",)) -> float:
+    """The newest modification time of any file under ``folders`` (the code the notebooks run)."""
+    return max(p.stat().st_mtime for d in folders for p in Path(d).rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts)
+
+
+def fresh_executed(src: str | os.PathLike, dst: str | os.PathLike, since: float | None = None) -> list[str]:
+    """Copy into ``dst`` the executed notebooks of ``src`` written after ``since`` (default: the
+    newest change under ``facekit/``), keeping their times; return their names. An executed
+    notebook older than the code it ran is stale: the book must not reuse it."""
+    import shutil
+
+    since = code_mtime() if since is None else since
+    Path(dst).mkdir(parents=True, exist_ok=True)
+    kept = []
+    for nb in sorted(Path(src).glob("*.ipynb")):
+        if nb.stat().st_mtime > since:
+            shutil.copy2(nb, Path(dst) / nb.name)
+            kept.append(nb.name)
+    return kept
+
+
 def inject_parameters(nb: nbformat.NotebookNode, params: dict) -> nbformat.NotebookNode:
     """Insert a cell assigning ``params`` after the cell tagged ``parameters`` (required)."""
     idx = [i for i, c in enumerate(nb.cells)

@@ -2,8 +2,9 @@
 Chromium over HTTP: every page loads, no cell output is an error, every figure is there and drawn.
 
 The build reuses notebooks that tests/test_notebooks.py already executed into _build/executed
-(when they are newer than their sources), so in a full test run it costs the Sphinx build only;
-run alone, it executes the series itself (a few minutes).
+when they are newer than their sources and than every file of facekit/ (the code they ran), so in
+a full test run it costs the Sphinx build only; run alone, or after facekit/ changed, it executes
+the series itself (a few minutes).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import sys
 import nbformat
 import pytest
 
-from browser_utils import ROOT, find_chromium, serve_directory
-from conftest import IN_CI
-from notebook_runner import series
+from browser_utils import ROOT, serve_directory
+from notebook_runner import fresh_executed, series
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.notebook]
 
@@ -26,23 +26,17 @@ HTML = BUILD / "html"
 
 
 @pytest.fixture(scope="module")
-def book():
-    """Build the book in small mode (reusing fresh executed notebooks); returns the manifest."""
-    proc = subprocess.run([sys.executable, str(ROOT / "book" / "build.py")], cwd=ROOT, capture_output=True,
-                          text=True, timeout=3000)
+def book(lfw_home_dir, tmp_path_factory):
+    """Build the book in small mode (reusing executed notebooks newer than facekit/); returns the
+    manifest."""
+    reuse = tmp_path_factory.mktemp("executed")
+    kept = fresh_executed(BUILD / "executed", reuse)
+    print(f"book: reusing {len(kept)} executed notebook(s) newer than facekit/: {kept}")
+    proc = subprocess.run([sys.executable, str(ROOT / "book" / "build.py"), "--reuse", str(reuse)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=3000)
     assert proc.returncode == 0, f"book build failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-4000:]}"
     manifest = json.loads((BUILD / "book_manifest.json").read_text())
     return manifest
-
-
-@pytest.fixture(scope="module")
-def chromium() -> str:
-    path = find_chromium()
-    if path is None:
-        if IN_CI:
-            pytest.fail("Chromium is required for the book test in CI (./run.sh test installs Debian's chromium)")
-        pytest.skip("Chromium not found: install Debian's chromium (./run.sh test does) or set CHROMIUM")
-    return path
 
 
 def test_book_has_every_notebook_and_a_front_page(book):

@@ -9,7 +9,8 @@
    name, call the stranger "unknown", then recognise the stranger after enrolment from the webcam.
    Screenshot: artifacts/browser/live.png.
 
-Skipped (with the reason) only when Chromium is absent outside CI; in CI it must run.
+Skipped (with the reason) only when Chromium is absent outside CI (conftest's ``chromium``); in CI
+it must run.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ import time
 
 import pytest
 
-from browser_utils import ARTIFACTS, ROOT, camera_args, find_chromium, jupyter_lab, serve_directory
-from conftest import IN_CI
+from browser_utils import ARTIFACTS, ROOT, camera_args, jupyter_lab, serve_directory
 
 pytestmark = pytest.mark.browser
 
@@ -34,7 +34,7 @@ const state = {running: false, threshold: 0.9, threshold_max: 2, width: 640, jpe
 const handlers = {};
 const emit = (ev, ...a) => (handlers[ev] || []).forEach((f) => f(...a));
 let inflight = 0;
-window.sent = []; window.inflightMax = 0;
+window.sent = []; window.inflightMax = 0; window.inflight = () => inflight;
 const model = {
   get: (k) => state[k],
   set: (k, v) => { state[k] = v; emit("change:" + k); },
@@ -62,17 +62,6 @@ window.ready = true;
 
 
 @pytest.fixture(scope="module")
-def chromium() -> str:
-    path = find_chromium()
-    if path is None:
-        if IN_CI:
-            pytest.fail("Chromium is required for the browser tests in CI (./run.sh test installs "
-                        "Debian's chromium; or set CHROMIUM=/path/to/chromium)")
-        pytest.skip("Chromium not found: install Debian's chromium (./run.sh test does) or set CHROMIUM")
-    return path
-
-
-@pytest.fixture(scope="module")
 def pw():
     from playwright.sync_api import sync_playwright
 
@@ -83,8 +72,10 @@ def pw():
 @pytest.fixture(scope="module")
 def harness_port(tmp_path_factory):
     d = tmp_path_factory.mktemp("harness")
+    from facekit.live.camera import _STATIC  # the front end the widget ships
+
     for f in ("camera.js", "camera.css"):
-        shutil.copy(ROOT / "facekit" / "static" / f, d / f)
+        shutil.copy(_STATIC / f, d / f)
     (d / "harness.html").write_text(HARNESS)
     with serve_directory(d) as port:
         yield port
@@ -102,20 +93,23 @@ def test_widget_streams_jpeg_frames_one_in_flight(pw, chromium, harness_port):
     browser, page = _harness(pw, chromium, harness_port, camera_args())
     try:
         assert page.inner_text(".fk-message") == ""
+        t0 = time.monotonic()
         page.click(".fk-start")
         page.wait_for_function("document.querySelector('.fk-names').textContent.includes('harness_person')",
-                               timeout=20_000)
-        time.sleep(2.0)
+                               timeout=60_000)
+        page.wait_for_function("window.sent.filter(s => s.content.type === 'frame').length >= 6", timeout=120_000)
         sent = page.evaluate("window.sent")
+        elapsed = time.monotonic() - t0
         frames = [s for s in sent if s["content"]["type"] == "frame"]
-        assert len(frames) >= 5
+        assert len(frames) >= 6
         # binary JPEG buffers (FF D8 FF), frame size announced
         assert all(f["head"] == [255, 216, 255] and f["bytes"] > 1000 for f in frames)
         assert frames[0]["content"]["width"] == 640 and frames[0]["content"]["height"] == 480
         # back-pressure: never a second frame before the first is answered
         assert page.evaluate("window.inflightMax") == 1
-        # 150 ms per answer -> at most ~7 frames/s
-        assert len(frames) <= 7 * 5
+        # 150 ms per answer, one at a time: never more frames than answers fit in the time (a busy
+        # machine only makes fewer)
+        assert len(frames) <= elapsed / 0.15 + 1, (len(frames), elapsed)
         stats = page.inner_text(".fk-stats")
         assert "fps" in stats and "latency" in stats and "Python 150 ms" in stats
         assert page.evaluate("window.state.running") is True and page.evaluate("window.state.error") == ""
@@ -125,9 +119,9 @@ def test_widget_streams_jpeg_frames_one_in_flight(pw, chromium, harness_port):
             let n = 0; for (let i = 3; i < d.length; i += 4) n += d[i] > 0; return n; }""")
         assert drawn > 100
         page.click(".fk-start")  # stop
-        time.sleep(0.5)
+        page.wait_for_function("window.state.running === false && window.inflight() === 0", timeout=60_000)
         n = len(page.evaluate("window.sent"))
-        time.sleep(1.0)
+        time.sleep(1.0)  # nothing is sent any more
         assert len(page.evaluate("window.sent")) == n and page.evaluate("window.state.running") is False
     finally:
         browser.close()

@@ -92,30 +92,36 @@ def test_two_detectors_in_two_threads_equal_sequential(photos):
     for t in threads:
         t.join(timeout=600)
     assert not errors, errors
+    assert not any(t.is_alive() for t in threads) and None not in got
     for e, g in zip(expected, got):
         for a, b in zip(e, g):
             _same(a, b, tol=1e-4)
 
 
-def test_detect_batch_equals_detect(photos, detector):
-    from facekit.data.lfw import lfw_pairs
-
-    try:
-        paths = lfw_pairs().unique_paths[:24]
-    except FileNotFoundError:
-        pytest.skip("LFW not available")
+def test_detect_batch_equals_detect(lfw_pairs, lfw_home_dir, detector):
+    """Detector.detect_batch (one cascade call for many same-size photos) finds the same faces as
+    detect() per photo (LFW: 250x250 each, one with two faces); mixed sizes fall back to per-photo
+    detection."""
     from facekit.core.images import load_image
 
+    paths = lfw_pairs.unique_paths[:24]
+    paths.append(str(lfw_home_dir / "lfw_funneled" / "John_McEnroe" / "John_McEnroe_0001.jpg"))  # 2 faces
     imgs = [load_image(p) for p in paths]
+    batch = detector.detect_batch(imgs)
+    assert len(batch) == len(imgs) and len(batch[-1]) >= 2
     exact = 0
-    for a, b in zip(detector.detect_batch(imgs), [detector.detect(im) for im in imgs]):
+    for a, b in zip(batch, [detector.detect(im) for im in imgs]):
         # a batched convolution rounds differently from a single one; rarely that flips which of
         # two near-equal P-Net windows survives NMS (seen: 1 photo in 24, 4 px): same face, a
         # slightly different box. So: the same faces everywhere, bit-near equality almost always.
         assert len(a) == len(b) >= 1
         assert len(match_boxes([f.box for f in a], [f.box for f in b], 0.9)) == len(a)
-        exact += all(np.abs(fa.box - fb.box).max() < 0.01 for fa, fb in zip(a, b))
+        exact += all(np.abs(fa.box - fb.box).max() < 0.01 and np.abs(fa.landmarks - fb.landmarks).max() < 0.01
+                     and abs(fa.confidence - fb.confidence) < 1e-3 for fa, fb in zip(a, b))
     assert exact >= len(imgs) - 2
+    mixed = detector.detect_batch([imgs[0], np.ascontiguousarray(imgs[1][:200, :180])])
+    assert len(mixed) == 2 and len(mixed[0]) == len(batch[0]) and len(mixed[1]) >= 1
+    assert detector.detect_batch([]) == []
 
 
 def test_refine_follows_known_faces_and_drops_empty_boxes(photos, detector):
@@ -144,5 +150,9 @@ def test_networks_are_validated():
         Detector(networks=(len, len))
     with pytest.raises(ValueError, match="min_face_size"):
         Detector(min_face_size=float("nan"))
-    assert len(scale_pyramid(480, 640, 20)) > 5
-    assert isinstance(Networks(len, len, len), tuple)
+    scales = scale_pyramid(480, 640, 20)  # 12/20 first, x0.709 each, the last one >= 12 px on 480
+    np.testing.assert_allclose(scales, 0.6 * 0.709 ** np.arange(len(scales)))
+    assert 480 * scales[-1] >= 12 > 480 * scales[-1] * 0.709 and len(scales) == 10
+    assert scale_pyramid(10, 640, 20).size == 0  # too small for a 20-px face
+    nets = Networks(len, min, max)
+    assert (nets.pnet, nets.rnet, nets.onet) == nets[:3] == (len, min, max)

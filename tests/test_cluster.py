@@ -145,7 +145,8 @@ def test_album_export_is_safe(album_dir, tmp_path):
 
     from facekit.album.organise import organise_album
 
-    root, truth = album_dir
+    root = tmp_path / "album"  # this test adds files: a copy, not the module's album
+    shutil.copytree(album_dir[0], root)
     album = organise_album(root, progress=False)
     some = album.faces[0].path
     sub = root / "2019"

@@ -273,7 +273,7 @@ def test_two_processes_saving_one_gallery_never_mix(tmp_path):
     code = ("import sys, numpy as np; from facekit.recognition.identify import FaceIdentifier\n"
             "r = np.random.default_rng(int(sys.argv[2])); x = r.normal(size=(6, 128))\n"
             "f = FaceIdentifier().fit(x, [sys.argv[3]] * 3 + ['z' + sys.argv[3]] * 3)\n"
-            "for _ in range(30): f.save(sys.argv[1])\n")
+            "for _ in range(30): f.save(sys.argv[1], overwrite=True)\n")
     target = tmp_path / "shared.npz"
     procs = [subprocess.Popen([sys.executable, "-c", code, str(target), str(k), f"p{k}"]) for k in range(2)]
     assert all(p.wait(timeout=300) == 0 for p in procs)

@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from notebook_runner import NOTEBOOKS, run_notebook, series
+from notebook_runner import NOTEBOOKS, fresh_executed, run_notebook, series, uses_lfw
 
 PATHS = series()
 IDS = [p.stem for p in PATHS]
@@ -64,9 +64,30 @@ def test_skeleton(path):
         "from facekit" in "\n".join(c.source for c in nb.cells)
 
 
+def test_only_executed_notebooks_newer_than_the_code_are_reused(tmp_path):
+    """The book reuses an executed notebook only when it is newer than every file of facekit/."""
+    src, code = tmp_path / "executed", tmp_path / "facekit"
+    src.mkdir()
+    code.mkdir()
+    (code / "x.py").write_text("X = 1\n")
+    for name, age in (("old.ipynb", 100), ("new.ipynb", -100)):
+        (src / name).write_text("{}")
+        t = (code / "x.py").stat().st_mtime - age
+        os.utime(src / name, (t, t))
+    from notebook_runner import code_mtime
+
+    since = code_mtime([code])
+    assert fresh_executed(src, tmp_path / "keep", since) == ["new.ipynb"]
+    assert [p.name for p in (tmp_path / "keep").iterdir()] == ["new.ipynb"]
+    assert (tmp_path / "keep" / "new.ipynb").stat().st_mtime == (src / "new.ipynb").stat().st_mtime
+    assert code_mtime() >= (NOTEBOOKS.parent / "facekit" / "__init__.py").stat().st_mtime
+
+
 @pytest.mark.notebook
 @pytest.mark.parametrize("path", PATHS, ids=IDS)
-def test_runs_headless_in_small_mode(path):
+def test_runs_headless_in_small_mode(path, request):
+    if uses_lfw(path):
+        request.getfixturevalue("lfw_home_dir")  # LFW there (or a loud skip / a failure in CI)
     # executed copies go to _build/executed: the book build (tests/test_book.py) reuses them
     save_to = os.environ.get("FACEKIT_EXECUTED_DIR") or NOTEBOOKS.parent / "_build" / "executed"
     nb, seconds = run_notebook(path, {"SMALL": True}, timeout=900, save_to=save_to)

@@ -26,12 +26,15 @@ def test_flat_functions_survive_submodule_imports(tmp_path):
             "from facekit.embedding.embedder import Embedder\n"
             "from facekit.recognition.verify import sq_l2\n"
             "import facekit.embedding.embedder as fe\n"
-            "e = fk.embed(np.zeros((1, 160, 160, 3), np.uint8))\n"
-            "same, d = fk.verify(e[0], e[0])\n"
-            "print(e.shape, same, round(d, 6), fe.Embedder is Embedder, callable(fe.onnx_path))\n")
+            "crops = np.random.default_rng(0).integers(0, 256, (2, 160, 160, 3), dtype=np.uint8)\n"
+            "e = fk.embed(crops)\n"
+            "same, d = fk.verify(e[0], e[1])\n"
+            "print(e.shape, d > 0, abs(d - float(sq_l2(e[:1], e[1:])[0])) < 1e-6, same == (d < fk.thresholds('facenet128').verify),\n"
+            "      fk.verify(e[0], e[1], threshold=d + 1e-6)[0], fk.verify(e[0], e[1], threshold=d)[0],\n"
+            "      fe.Embedder is Embedder, callable(fe.onnx_path))\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert out.stdout.split("\n")[-2] == "(1, 128) True 0.0 True True", out.stdout
+    assert out.stdout.split("\n")[-2] == "(2, 128) True True True True False True True", out.stdout
 
 
 def test_environment_yml_derives_from_requirements():

@@ -13,9 +13,12 @@ No timing assertions: bench/quant.py measures speed.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
+
+from helpers import iou
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +42,12 @@ def test_cpu_int8_reads_flags(tmp_path, flags, expected):
     info.write_text(f"processor\t: 0\nmodel name\t: Test CPU\nflags\t\t: {flags}\n\n")
     assert cpu_int8(info) == expected
     assert cpu_int8(tmp_path / "missing") == "unknown"
-    assert cpu_int8() in ("amx", "vnni", "avx2", "none", "unknown")
+    # this machine: its own flags, read here
+    flags = {f for line in Path("/proc/cpuinfo").read_text().splitlines() if line.startswith(("flags", "Features"))
+             for f in line.split(":", 1)[1].split()}
+    want = ("amx" if "amx_int8" in flags else "vnni" if flags & {"avx512_vnni", "avx_vnni", "avx512vnni"}
+            else "avx2" if "avx2" in flags else "none")
+    assert cpu_int8() == want, (cpu_int8(), sorted(flags & {"amx_int8", "avx512_vnni", "avx_vnni", "avx2"}))
 
 
 def test_int8_embeddings_match_float32(embedder, int8_embedder, celeb_val, celeb_train):
@@ -165,13 +173,7 @@ def test_int8_mtcnn_finds_the_sample_faces(detector, celeb_dir):
         assert got, "int8 MTCNN lost every face"
         for f in ref:
             total += 1
-            hits += any(_iou(f.box, g.box) >= 0.5 for g in got)
+            hits += any(iou(f.box, g.box) >= 0.5 for g in got)
         for g in got:
             assert g.landmarks.shape == (5, 2) and 0 <= g.confidence <= 1
     assert hits / total >= 0.95, (hits, total)
-
-
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    return ix * iy / ((a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - ix * iy)

@@ -26,10 +26,8 @@ def _same_rows(local: list[dict], ray: list[dict]) -> None:
             np.testing.assert_allclose(r["embedding"], b[k]["embedding"], atol=1e-5, rtol=0, err_msg=str(k))
 
 
-def _lfw_subset(tmp_path, n=200):
-    from facekit.data.lfw import lfw_pairs  # LFW must be present (SCIKIT_LEARN_DATA)
-
-    paths = list(dict.fromkeys(lfw_pairs().paths.ravel().tolist()))[:n]
+def _lfw_subset(lfw_pairs, tmp_path, n=200):
+    paths = list(dict.fromkeys(lfw_pairs.paths.ravel().tolist()))[:n]
     d = tmp_path / "lfw"
     d.mkdir()
     for p in paths:
@@ -39,17 +37,18 @@ def _lfw_subset(tmp_path, n=200):
 
 @pytest.fixture(scope="module")
 def ray_local():
-    ray = pytest.importorskip("ray")
+    import ray  # a required package: a broken install fails here, it does not skip
+
     ray.init(num_cpus=2, include_dashboard=False, object_store_memory=128 * 2 ** 20, log_to_driver=False,
              runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
     yield ray
     ray.shutdown()
 
 
-def test_ray_equals_local_on_samples_and_lfw(tmp_path, ray_local):
+def test_ray_equals_local_on_samples_and_lfw(tmp_path, ray_local, lfw_pairs):
     from facekit.album.ray import index_folder_ray
 
-    for root in (celebrity_dir(), _lfw_subset(tmp_path)):
+    for root in (celebrity_dir(), _lfw_subset(lfw_pairs, tmp_path)):
         local_store = FaceStore(tmp_path / f"local-{root.name}.sqlite3")
         rep_l, rows_l = run_local(root, local_store, keep_rows=True, progress=False)
         ray_store = FaceStore(tmp_path / f"ray-{root.name}.sqlite3")
@@ -76,17 +75,28 @@ def test_two_stage_layout_equals_local(tmp_path, ray_local):
     _same_rows(rows_l, rows_r)
 
 
-def test_embed_actor_threads_equal_its_cpus():
-    """The Embed actor's ONNX Runtime session has intra-op threads = the actor's CPUs, and embeds
-    as the Embedder does."""
-    from facekit.embedding.embedder import Embedder
+def test_embed_actor_threads_equal_its_cpus(embedder, monkeypatch):
+    """The Embed actor's ONNX Runtime sessions have intra-op threads = the actor's CPUs, and it
+    embeds as the Embedder does; an actor asked for another model's embeddings refuses."""
+    import facekit.embedding.embedder as fe
     from facekit.album.ray import Embed
 
-    actor = Embed(None, 1)
+    made = []
+    real = fe.ort_session
+
+    def spy(*a, **k):  # every session the actor's embedder opens
+        made.append(real(*a, **k))
+        return made[-1]
+
+    monkeypatch.setattr(fe, "ort_session", spy)
+    actor = Embed(embedder.fingerprint, 1)
     crops = np.random.default_rng(0).integers(0, 256, (3, 160, 160, 3), dtype=np.uint8)
-    if actor.session is not None:
-        assert actor.session.get_session_options().intra_op_num_threads == 1
-    np.testing.assert_allclose(actor.embed(crops), Embedder().embed(crops), atol=1e-5, rtol=0)
+    got = actor.embed(crops)
+    assert len(made) == 2, made  # the batched and the one-face session
+    assert [s.get_session_options().intra_op_num_threads for s in made] == [1, 1]
+    np.testing.assert_allclose(got, embedder.embed(crops), atol=1e-5, rtol=0)
+    with pytest.raises(RuntimeError, match="Fix"):
+        Embed("facenet128/0123456789ab/onnx-v0/fp32", 1)
 
 
 def test_photos_under_a_filesystem_uri(tmp_path):

@@ -3,13 +3,12 @@ real model and photos where enrolment is tested)."""
 
 from __future__ import annotations
 
-import json
 import os
+import random
 import shutil
 import signal
 import sqlite3
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -17,19 +16,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from facekit.core.exchange import FileFormatError
-from facekit.core.constants import UNKNOWN
-from facekit.core.names import InvalidNameError
-from facekit.store.db import (SCHEMA_VERSION, EmptyStoreError, FaceRecord, FaceStore, PhotoSource, StoreError,
-    UnknownPersonError, default_store_path)
+from conftest import BENCH
+from helpers import unit as _unit
+
+sys.path.insert(0, str(BENCH))
+import faults  # noqa: E402  (bench/faults.py: the writer process, the tampered-export helper)
+
+from facekit.core.exchange import FileFormatError  # noqa: E402
+from facekit.core.constants import UNKNOWN  # noqa: E402
+from facekit.core.names import InvalidNameError  # noqa: E402
+from facekit.store.db import (SCHEMA_VERSION, EmptyStoreError, FaceRecord, FaceStore, PhotoSource,  # noqa: E402
+    StoreError, UnknownPersonError, default_store_path)
 
 FP = "facenet128/test"  # a fingerprint string (facenet128 thresholds): no model needed for storage tests
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _unit(rng, n, d=128):
-    x = rng.normal(size=(n, d)).astype(np.float32)
-    return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
 def test_file_is_private_wal_and_versioned(tmp_path, rng):
@@ -177,20 +176,6 @@ def test_export_import_round_trip_private_and_never_overwrites(tmp_path, rng):
     assert FaceStore(tmp_path / "c.sqlite3").import_(only).added == {"Ada": 3}
 
 
-def _tamper(src: Path, dst: Path, **change):
-    with np.load(src, allow_pickle=False) as z:
-        arrays = {k: z[k] for k in z.files}
-    meta = json.loads(str(arrays["metadata"]))
-    for k, v in change.items():
-        if k == "meta":
-            meta.update(v)
-        else:
-            arrays[k] = v
-    arrays["metadata"] = np.asarray(json.dumps(meta))
-    np.savez(dst, **arrays)
-    return dst
-
-
 def test_import_checks_every_value(tmp_path, rng):
     s = FaceStore(tmp_path / "a.sqlite3")
     s.add_faces("Ada", _unit(rng, 3), model=FP)
@@ -205,7 +190,7 @@ def test_import_checks_every_value(tmp_path, rng):
              "threshold": dict(meta={"threshold": -1}), "people": dict(meta={"people": "Ada"})}
     t = FaceStore(tmp_path / "b.sqlite3")
     for tag, change in cases.items():
-        bad = _tamper(good, tmp_path / f"bad-{tag}.npz", **change)
+        bad = faults._tampered(good, tmp_path / f"bad-{tag}.npz", **dict(change))
         with pytest.raises(FileFormatError, match=f"bad-{tag}.npz") as err:
             t.import_(bad)
         assert "Fix" in str(err.value) or "refus" in str(err.value), (tag, str(err.value))
@@ -259,22 +244,8 @@ def test_damaged_embedding_rows_left_out_with_a_warning(tmp_path, rng):
     assert ids.tolist() == [1] and names == ["Ada"]
 
 
-_WRITER = """
-import sys, numpy as np
-from facekit.store.db import FaceStore
-s = FaceStore(sys.argv[1])
-rng = np.random.default_rng(int(sys.argv[3]))
-for i in range(int(sys.argv[4])):
-    x = rng.normal(size=(2, 128)).astype(np.float32)
-    ids = s.add_faces(f"{sys.argv[2]} {i}", x, model="facenet128/test", sources="camera")
-    print(*ids, flush=True)
-"""
-
-
 def _writer(path, who, seed, n):
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    return subprocess.Popen([sys.executable, "-c", _WRITER, str(path), who, str(seed), str(n)],
-                            stdout=subprocess.PIPE, text=True, env=env)
+    return faults.writer(path, who, seed, n, shots=2, model=FP, stderr=None)
 
 
 def test_four_processes_enrolling_at_once_all_kept(tmp_path):
@@ -290,21 +261,26 @@ def test_four_processes_enrolling_at_once_all_kept(tmp_path):
 
 
 def test_kill_9_mid_enrolment_loses_nothing_committed(tmp_path):
+    """Each writer is killed at a random point after its first committed enrolment (waiting for it,
+    not for a fixed time: on a busy machine the process may still be importing numpy after 1 s)."""
     path = tmp_path / "s.sqlite3"
     FaceStore(path).close()
-    rng = np.random.default_rng(1)
+    rnd = random.Random(1)
     committed: set[int] = set()
     for k in range(3):
         p = _writer(path, f"k{k}", k, 100000)
-        time.sleep(0.8 + rng.uniform(0, 0.6))
+        first = p.stdout.readline()
+        assert len(first.split()) == 2, f"the writer committed nothing: {first!r}"
+        time.sleep(rnd.uniform(0, 0.3))
         p.send_signal(signal.SIGKILL)
-        out = p.communicate()[0]
-        committed |= {int(v) for line in out.splitlines() if len(line.split()) == 2 for v in line.split()}
+        out = first + p.communicate()[0]
+        committed |= faults.committed(out, shots=2)
     s = FaceStore(path)
     assert s.check() == []
     stored = set(s.embeddings(FP)[2].tolist())
-    assert committed and committed <= stored  # every printed (committed) face survived
+    assert len(committed) >= 6 and committed <= stored  # every printed (committed) face survived
     assert len(stored) % 2 == 0  # no enrolment half-written (2 faces per transaction)
+    assert all(p.faces == 2 for p in s.people())
 
 
 def test_enrol_folder_reports_what_it_does_not_use(tmp_path, celeb_dir, embedder):
@@ -350,15 +326,16 @@ def test_store_identifier_names_real_faces(tmp_path, celeb_train, celeb_val, emb
     assert "elton_john" not in set(again.tolist())
 
 
-def test_load_100k_faces_fast(tmp_path):
+def test_load_100k_faces(tmp_path):
+    """100,000 faces come back in order, with their names and ids (the speed: bench/store.py,
+    load_100k_s)."""
     path = tmp_path / "big.sqlite3"
     s = FaceStore(path)
     rng = np.random.default_rng(0)
     x = _unit(rng, 100_000)
     for k in range(0, len(x), 10_000):
         s.add_faces(f"p{k}", x[k:k + 10_000], model=FP)
-    t = time.perf_counter()
     got, names, ids = FaceStore(path).embeddings(FP)
-    dt = time.perf_counter() - t
-    assert got.shape == (100_000, 128) and len(names) == 100_000
-    assert dt < 3.0, f"{dt:.2f} s to load 100k faces (target 1 s; 3 s allowed on a busy test machine)"
+    assert got.shape == (100_000, 128) and len(names) == len(ids) == 100_000
+    np.testing.assert_allclose(got, x, atol=1e-6)
+    assert names[:10_000] == ["p0"] * 10_000 and names[-1] == "p90000" and len(set(ids.tolist())) == 100_000

@@ -64,10 +64,12 @@ def test_triplet_separation_matches_a_loop_over_all_triplets():
         triplet_separation(e, np.arange(30), 0.2)  # nobody has two photos
 
 
-def test_triplet_names_still_importable_from_facekit_triplet():
-    from facekit.training.triplet_train import TripletNet, make_embedding_cnn
-    from facekit.training.triplet_train import TripletNet as T2
-    assert TripletNet is T2 and callable(make_embedding_cnn)
+def test_triplet_names_in_the_flat_api_are_the_training_modules():
+    import facekit as fk
+    from facekit.training import triplet, triplet_train
+
+    assert fk.TripletNet is triplet_train.TripletNet and callable(triplet_train.make_embedding_cnn)
+    assert fk.triplet_loss is triplet.triplet_loss and fk.PKSampler is triplet.PKSampler
 
 
 def test_new_explorers_draw_headless_and_react():

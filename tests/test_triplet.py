@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import tensorflow as tf  # required (requirements.txt): a broken install fails here, it does not skip
 
-tf = pytest.importorskip("tensorflow")
-
-from facekit.training import triplet as T  # noqa: E402
-from facekit.training.triplet_train import TripletNet  # noqa: E402
+from facekit.training import triplet as T
+from facekit.training.triplet_train import TripletNet
 
 MARGIN = 0.2
 

@@ -168,16 +168,18 @@ def _place(src: Path, target: Path, mode: str) -> None:
 
 
 def _image_files(root: Path, recursive: bool, exclude: set[Path], skipped: list) -> list[Path]:
-    out = []
-    for dirpath, dirnames, filenames in os.walk(root, onerror=lambda e: skipped.append(
-            Skipped(str(e.filename), "permission denied or unreadable folder (make it readable: chmod u+rx)"))):
-        here = Path(dirpath)
-        if MARKER in dirnames or here.resolve() in exclude:
-            dirnames[:] = []  # an album export (or an excluded folder): not part of the album
-            continue
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")) if recursive else []
-        out += [here / f for f in filenames if not f.startswith(".")]
-    return sorted(out)
+    """Every visible file under ``root`` (album exports and ``exclude`` left out); what cannot be
+    walked (link loops, unreadable folders, files vanishing mid-walk) goes to ``skipped``."""
+    from facekit.core.files import walk_files
+
+    def prune(folder: str, names: list[str]) -> bool:
+        return MARKER in names or Path(folder).resolve() in exclude
+
+    if MARKER in {p.name for p in root.iterdir()} or root.resolve() in exclude:
+        return []
+    walk = walk_files(root, recursive=recursive, prune=prune)
+    skipped += [Skipped(p, why) for p, why in walk.problems]
+    return [Path(p) for p, _ in walk.files]
 
 
 def organise_album(folder: str | os.PathLike, *, method: str = "agglomerative", threshold: float | None = None,
@@ -200,16 +202,14 @@ def organise_album(folder: str | os.PathLike, *, method: str = "agglomerative", 
     from facekit.faces import extract_faces
     from facekit.models.registry import spec_name
     from facekit.recognition.cluster import cluster_faces
+    from facekit.recognition.identify import check_same_model
 
     if embedder is None:
         embedder = get_embedder(spec_name(model))
     elif model is not None and spec_name(model) != spec_name(embedder.fingerprint):
         raise ValueError(f"organise_album: model={model!r} but the embedder computes {embedder.fingerprint!r}. "
                          "Fix: pass one of them")
-    if identifier is not None and spec_name(identifier.model) != spec_name(embedder.fingerprint):
-        raise ValueError(f"organise_album: the identifier's gallery was made by model {identifier.model!r}, the album "
-                         f"is embedded with {embedder.fingerprint!r}; embeddings of two models are never compared. "
-                         "Fix: use an identifier fitted on the same model's embeddings")
+    check_same_model(identifier, embedder, "organise_album")
 
     root = Path(folder)
     if not root.is_dir():

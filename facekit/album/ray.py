@@ -14,8 +14,8 @@ The job:
 2. ``from_items(chunks of paths)`` -> ``map_batches(DetectEmbed)`` in an actor pool of one actor
    per CPU (``actor_cpus=1``): each actor reads a chunk's bytes (local paths or any pyarrow
    filesystem URI: ``s3://``, ``gs://``, ``hdfs://``), hashes, decodes (JPEG draft mode), detects
-   (batched), aligns and embeds the crops with the ONNX model, ONNX Runtime's intra-op threads
-   equal to the actor's CPUs and TensorFlow's pools sized to them (:func:`limit_tf_threads`), and
+   (batched) with the ONNX Runtime MTCNN, aligns and embeds the crops with the ONNX model, ONNX
+   Runtime's intra-op threads equal to the actor's CPUs (no TensorFlow in the actor), and
    writes the chunk's rows (:data:`facekit.store.records.ROW_FIELDS`: path, content hash, box, landmarks,
    embedding, model fingerprint) as one Parquet shard (:class:`Shards`); only the shard's name
    leaves the actor;
@@ -33,8 +33,9 @@ and imported pyarrow on the actors' cores (a CPU timeline showed 25 % of the two
 0.67x); separate writer actors fixed that (0.77-0.85x) but still cost a process start and a
 pandas-Arrow round trip per chunk (4.6 s of CPU per 2,000 photos) and delayed the actors' start;
 with the actors writing, 0.88-0.91x in two runs (0.79-0.81x on 12 MP JPEGs).
-What is left is start-up: each actor imports Ray, TensorFlow and pyarrow (~5.5 s of CPU) and
-loads both models inside the job. On a cluster start-up is paid once per actor; ``fuse=False``
+What was left was start-up: each actor imported Ray, TensorFlow and pyarrow (~5.5 s of CPU, 3.4 s
+of it TensorFlow) and loaded both models inside the job; with the detector in ONNX Runtime (issue
+#24) no actor imports TensorFlow. On a cluster start-up is paid once per actor; ``fuse=False``
 stays for when embedding should get other resources than detection.
 
 Stages call the same functions as the local engine, so both produce the same rows (embeddings
@@ -59,7 +60,6 @@ from facekit.store.records import photo_rows, row_schema
 __all__ = ["DetectAlign", "DetectEmbed", "Embed", "Shards", "index_folder_ray", "ray_shards", "read_shard",
            "read_shards"]
 
-CROP = 160
 
 
 def limit_tf_threads(threads: int) -> None:
@@ -80,13 +80,23 @@ def limit_tf_threads(threads: int) -> None:
 
 
 class DetectAlign:
-    """Ray actor: photo paths in, one row per face (crop included) out. Loads the detector once;
-    TensorFlow's thread pools are sized to ``threads``, the actor's CPUs (:func:`limit_tf_threads`)."""
+    """Ray actor: photo paths in, one row per face (crop included) out. Loads the detector once,
+    its ONNX Runtime sessions with ``threads`` intra-op threads, the actor's CPUs (with the
+    TensorFlow detector, TensorFlow's pools are sized to them: :func:`limit_tf_threads`)."""
 
     def __init__(self, model: str, settings: DetectorSettings | None = None, threads: int = 1):
-        limit_tf_threads(threads)
-        self.det = (settings or DetectorSettings()).build()  # the driver's settings: both engines detect alike
+        import cv2
+
+        cv2.setNumThreads(max(1, int(threads)))  # OpenCV's pool (resizes, warps) sized to the actor's CPUs too
+        settings = settings or DetectorSettings()
+        if settings.backend == "tensorflow":  # the default (ONNX Runtime) never imports TensorFlow
+            limit_tf_threads(threads)
+        self.det = settings.build(threads=threads)  # the driver's settings: both engines detect alike
         self.model = model
+        from facekit.models.registry import model_spec
+
+        spec = model_spec(model)  # the fingerprint names the model, whose crop the actor cuts
+        self.crop, self.crop_shape = spec.crop, (spec.input_size, spec.input_size, spec.channels)
 
     def photos(self, batch) -> list[tuple[PhotoFile, str, str | None, list, np.ndarray]]:
         """``(photo, sha256, error, faces, crops)`` of each photo of the batch's chunks: read, hash,
@@ -96,8 +106,8 @@ class DetectAlign:
             files = [PhotoFile(str(p), int(s), int(m)) for p, s, m in zip(ps, ss, ms)]
             got = [load(f.path, self.det.max_side) for f in files]
             ok = [i for i, g in enumerate(got) if g[3] is None]
-            found = dict(zip(ok, detect_align([got[i][0] for i in ok], [got[i][1] for i in ok], self.det)))
-            none = ([], np.zeros((0, CROP, CROP, 3), np.uint8))
+            found = dict(zip(ok, detect_align([got[i][0] for i in ok], [got[i][1] for i in ok], self.det, self.crop)))
+            none = ([], np.zeros((0, *self.crop_shape), np.uint8))
             out += [(f, sha, err, *found.get(i, none)) for i, (f, (_, _, sha, err)) in enumerate(zip(files, got))]
         return out
 
@@ -117,8 +127,8 @@ class DetectAlign:
 class DetectEmbed(DetectAlign):
     """Ray actor of the fused job: photo paths in, one Parquet shard per chunk out (read, hash,
     decode, detect, align, embed the chunk's crops, write its rows: nothing but the shard's name
-    leaves the actor). ONNX Runtime's intra-op threads equal ``threads`` (the actor's CPUs);
-    TensorFlow's pools are sized to them (:func:`limit_tf_threads`)."""
+    leaves the actor). ONNX Runtime's intra-op threads equal ``threads`` (the actor's CPUs), for
+    the detector's networks and the embedder alike."""
 
     def __init__(self, model: str, out_dir: str, threads: int = 1, settings: DetectorSettings | None = None):
         super().__init__(model, settings, threads)
@@ -163,7 +173,9 @@ class Embed:
         has = batch["face"].to_numpy() >= 0
         emb = [None] * len(batch)
         if has.any():
-            crops = np.stack([np.frombuffer(c, np.uint8).reshape(CROP, CROP, 3) for c in batch["crop"][has]])
+            s = self.emb.spec
+            crops = np.stack([np.frombuffer(c, np.uint8).reshape(s.input_size, s.input_size, s.channels)
+                              for c in batch["crop"][has]])
             for i, e in zip(np.flatnonzero(has), self.embed(crops)):
                 emb[i] = e.tolist()
         out = batch.drop(columns=["crop"])
@@ -226,9 +238,12 @@ def _start_ray(address: str | None, num_cpus: int | None, object_store_mb: int |
         return ray, False
     from facekit.core.threads import cpu_count
 
+    # no runtime_env: a job-level one (it used to quiet TensorFlow's logs) makes every actor wait for
+    # a new worker set up through Ray's runtime-env agent (2.6 s per actor on 2 cores) instead of
+    # taking one of the idle workers Ray keeps started (0.1-0.2 s); workers inherit this
+    # process's environment anyway
     ray.init(num_cpus=num_cpus or cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-             object_store_memory=(object_store_mb or 256) * 2 ** 20,
-             runtime_env={"env_vars": {"TF_CPP_MIN_LOG_LEVEL": "2"}})
+             object_store_memory=(object_store_mb or 256) * 2 ** 20)
     return ray, True
 
 

@@ -40,6 +40,9 @@ __all__ = ["PhotoFile", "IndexReport", "ROW_COLUMNS", "list_photos", "decode_pho
            "detect_batched", "align_scaled", "photo_rows", "ingest_rows", "run_local", "load", "index_folder", "records_of"]
 
 CHUNK = 32  # photos per detect/embed round
+#: why a photo of a forgotten person is not indexed (:mod:`facekit.store.tombstones`)
+FORGOTTEN = ("a photo of a person who was forgotten (its content, or a folder named after them); not indexed. "
+             "Fix: none needed; enrol them again if they agree, or move the photo out of the folder")
 
 
 @dataclass(frozen=True)
@@ -80,12 +83,19 @@ class IndexReport:
             "photos_per_s": round(self.photos_per_s, 2)}
 
 
-def list_photos(root: str | os.PathLike, recursive: bool = True) -> list[PhotoFile]:
+def list_photos(root: str | os.PathLike, recursive: bool = True,
+                problems: list[tuple[str, str]] | None = None) -> list[PhotoFile]:
     """Image files under ``root`` (by suffix, hidden files and folders skipped), sorted, stat'ed.
 
     Raises FileNotFoundError / NotADirectoryError / PermissionError naming the folder and the fix
-    when ``root`` cannot be listed; sub-folders that cannot be listed raise PermissionError too
-    (never a silent skip)."""
+    when ``root`` itself cannot be listed. Below it the walk goes on past what it cannot read
+    (:func:`facekit.core.files.walk_files`: symbolic-link loops, unreadable folders, files that
+    vanish mid-walk), each reported as ``(path, reason)`` in ``problems`` when a list is given,
+    else in a warning: never a silent skip, never a stop."""
+    import warnings
+
+    from facekit.core.files import walk_files
+
     if "://" in str(root):
         return _list_uri(str(root), recursive)
     root_p = Path(root).expanduser()
@@ -93,24 +103,17 @@ def list_photos(root: str | os.PathLike, recursive: bool = True) -> list[PhotoFi
         raise FileNotFoundError(f"{root_p}: no such folder. Fix: pass the folder that holds your photos")
     if not root_p.is_dir():
         raise NotADirectoryError(f"{root_p}: not a folder. Fix: pass a folder (or use `facekit detect` for one photo)")
-    out: list[PhotoFile] = []
-
-    def walk_error(exc: OSError) -> None:
-        raise PermissionError(f"{exc.filename}: cannot read this folder ({exc.strerror}). Fix: check its "
-                              "permissions (chmod u+rx) or move it out of the tree") from None
-
-    walker = os.walk(root_p.resolve(), onerror=walk_error)
-    for d, dirs, files in walker:
-        dirs[:] = sorted(x for x in dirs if not x.startswith("."))
-        for name in sorted(files):
-            if name.startswith(".") or not name.lower().endswith(IMAGE_SUFFIXES):
-                continue
-            p = os.path.join(d, name)
-            st = os.stat(p)
-            out.append(PhotoFile(p, int(st.st_size), int(st.st_mtime_ns)))
-        if not recursive:
-            break
-    return out
+    try:
+        walk = walk_files(root_p.resolve(), recursive=recursive, suffixes=IMAGE_SUFFIXES)
+    except PermissionError:
+        raise PermissionError(f"{root_p}: cannot read this folder (permission denied). Fix: check its "
+                              "permissions (chmod u+rx)") from None
+    if problems is not None:
+        problems += walk.problems
+    else:
+        for path, why in walk.problems:
+            warnings.warn(f"{path}: {why}", stacklevel=2)
+    return [PhotoFile(p, int(st.st_size), int(st.st_mtime_ns)) for p, st in walk.files]
 
 
 def _list_uri(root: str, recursive: bool) -> list[PhotoFile]:
@@ -135,38 +138,15 @@ def _list_uri(root: str, recursive: bool) -> list[PhotoFile]:
 
 def decode_photo(data: bytes, path: str, max_side: int | None = 1280) -> tuple[np.ndarray, float]:
     """Decode photo bytes to upright RGB ``uint8 (H, W, 3)`` and ``scale`` = full-resolution
-    pixels per decoded pixel (1.0 unless JPEG draft mode shrank it: only down to ``max_side``,
-    the size detection works at, so detection sees what it would see on the full photo)."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    from facekit.core.images import as_rgb
+    pixels per decoded pixel (1.0 unless it was decoded smaller: JPEG draft mode only down to
+    ``max_side``, the size detection works at, so detection sees what it would see on the full
+    photo; any photo over :data:`facekit.core.images.MAX_DECODED_PIXELS` within that bound;
+    :func:`facekit.core.images.decode_image`)."""
+    from facekit.core.images import decode_image
 
     if not data:
         raise ImageLoadError(path, "file is empty (0 bytes)", "copy the photo again or delete the file")
-    try:
-        with Image.open(io.BytesIO(data)) as im:
-            full = im.size
-            if im.format == "JPEG" and max_side and max(full) > 2 * max_side:
-                k = max(full) / float(max_side)  # draft keeps both sides >= the requested size
-                im.draft("RGB", (int(np.ceil(full[0] / k)), int(np.ceil(full[1] / k))))
-            decoded = im.size
-            im.load()
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
-                arr = as_rgb(np.asarray(im.convert("RGBA")), name=path)
-            elif im.mode.startswith("I") or im.mode == "F":
-                arr = as_rgb(np.asarray(im), name=path)
-            else:
-                arr = np.asarray(im.convert("RGB"))
-    except UnidentifiedImageError:
-        raise ImageLoadError(path, "not an image file (or an unsupported format)",
-                             "convert it to JPEG or PNG, or remove it from the folder") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageLoadError(path, f"image is implausibly large ({exc})", "downscale it before indexing") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageLoadError(path, f"image data is truncated or corrupt ({exc})",
-                             "re-export or re-download the photo, or remove it") from None
-    return np.ascontiguousarray(arr, np.uint8), float(full[0]) / float(decoded[0])
+    return decode_image(io.BytesIO(data), path, n_bytes=len(data), max_side=max_side)
 
 
 def read_bytes(path: str) -> bytes:
@@ -208,17 +188,20 @@ def detect_batched(images: Sequence[np.ndarray], detector) -> list[list]:
     return found
 
 
-def align_scaled(images: Sequence[np.ndarray], scales: Sequence[float], found: Sequence[list]) -> list[tuple[list, np.ndarray]]:
-    """Per photo ``(faces in full-resolution pixels, aligned crops uint8 (F, 160, 160, 3))``."""
-    from facekit.detection.align import align_faces
+def align_scaled(images: Sequence[np.ndarray], scales: Sequence[float], found: Sequence[list],
+                 crop: str = "facenet") -> list[tuple[list, np.ndarray]]:
+    """Per photo ``(faces in full-resolution pixels, the embedding model's crops)``: ``crop`` is its
+    ``ModelSpec.crop`` (FaceNet's: uint8 (F, 160, 160, 3); see :func:`facekit.detection.align.align_for`)."""
+    from facekit.detection.align import align_for
 
-    return [([f.scaled(s) for f in faces] if s != 1.0 else list(faces), align_faces(im, faces))
+    return [([f.scaled(s) for f in faces] if s != 1.0 else list(faces), align_for(crop, im, faces))
             for im, s, faces in zip(images, scales, found)]
 
 
-def detect_align(images: Sequence[np.ndarray], scales: Sequence[float], detector) -> list[tuple[list, np.ndarray]]:
+def detect_align(images: Sequence[np.ndarray], scales: Sequence[float], detector,
+                 crop: str = "facenet") -> list[tuple[list, np.ndarray]]:
     """:func:`detect_batched` then :func:`align_scaled` (what both engines run per chunk)."""
-    return align_scaled(images, scales, detect_batched(images, detector))
+    return align_scaled(images, scales, detect_batched(images, detector), crop)
 
 
 def ingest_rows(store, rows: Iterable[dict], report: IndexReport | None = None) -> IndexReport:
@@ -234,7 +217,9 @@ def ingest_rows(store, rows: Iterable[dict], report: IndexReport | None = None) 
             report.failed.append((path, r0["error"]))
             continue
         recs = records_of(rs)
-        store.put_photo(path, r0["size"], r0["mtime_ns"], r0["sha256"], r0["model"], recs)
+        if not store.put_photo(path, r0["size"], r0["mtime_ns"], r0["sha256"], r0["model"], recs):
+            report.failed.append((path, FORGOTTEN))
+            continue
         report.indexed += 1
         report.faces += len(recs)
         report.no_face += not recs
@@ -284,13 +269,14 @@ def run_local(root, store, *, embedder=None, detector=None, precision=None, recu
     from facekit.detection.detector import get_detector
 
     t0 = time.perf_counter()
-    files = list_photos(root, recursive)
+    problems: list[tuple[str, str]] = []
+    files = list_photos(root, recursive, problems)
     emb = embedder_for(embedder, precision, model)
     model = emb.fingerprint
     if detector is not None and settings is not None:
         raise ValueError("pass detector= or settings=, not both")
     det = detector or (settings.build() if settings is not None else get_detector())
-    report = IndexReport(photos=len(files))
+    report = IndexReport(photos=len(files), failed=list(problems))
     todo = todo_photos(store, files, model)
     report.cached = len(files) - len(todo)
     kept: list[dict] = []
@@ -313,8 +299,10 @@ def run_local(root, store, *, embedder=None, detector=None, precision=None, recu
                     if err is None:
                         cached = store.cached_content(sha, model)
                         if cached is not None:  # moved / copied / touched: same content, same faces
-                            store.put_photo(f.path, f.size, f.mtime_ns, sha, model, cached)
-                            report.reused += 1
+                            if store.put_photo(f.path, f.size, f.mtime_ns, sha, model, cached):
+                                report.reused += 1
+                            else:
+                                report.failed.append((f.path, FORGOTTEN))
                             continue
                         ok.append((f, img, scale, sha))
                     else:
@@ -323,7 +311,7 @@ def run_local(root, store, *, embedder=None, detector=None, precision=None, recu
                 boxes = detect_batched([o[1] for o in ok], det)
                 st["detect"] += time.perf_counter() - t
                 t = time.perf_counter()
-                found = align_scaled([o[1] for o in ok], [o[2] for o in ok], boxes)
+                found = align_scaled([o[1] for o in ok], [o[2] for o in ok], boxes, emb.spec.crop)
                 st["align"] += time.perf_counter() - t
                 t = time.perf_counter()
                 crops = [c for _, c in found]

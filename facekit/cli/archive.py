@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facekit.cli.common import EXIT_INTERRUPTED, EXIT_OK, Outcome, embedder_of, store_of
+from facekit.cli.common import EXIT_INTERRUPTED, EXIT_OK, Outcome, embedder_of, refresh_gallery_of, store_of
 
 
 def detector_settings(args):
@@ -34,6 +34,8 @@ def cmd_index(args, out: Outcome) -> int:
         out.fail(p, reason)
     out.rows.append({k: v for k, v in report.to_dict().items() if k not in ("failed", "stage_s")})
     out.extra["stage_s"] = report.stage_s
+    if not report.interrupted:  # the store changed: train its saved gallery index now, not in identify
+        out.extra["gallery_index"] = refresh_gallery_of(store, embedder_of(args), args)
     if report.interrupted:
         out.finish(["engine", "photos", "cached", "indexed", "faces", "seconds"])
         return EXIT_INTERRUPTED
@@ -55,14 +57,25 @@ def cmd_album(args, out: Outcome) -> int:
 
 
 def cmd_live(args, out: Outcome) -> int:
+    import os
+
     from facekit.live import LiveRecognizer
     from facekit.live.loop import annotate
     from facekit.live.video import VideoSource
 
+    target = tmp = None
+    if args.out:
+        target = Path(args.out).expanduser()
+        if target.is_dir():
+            raise IsADirectoryError(f"{target}: is a folder. Fix: give a video file name, e.g. {target / 'live.mp4'}")
+        if (target.exists() or target.is_symlink()) and not args.force:
+            raise FileExistsError(f"{target}: already exists; facekit does not write over it. Fix: choose a new "
+                                  "file name, or pass --force to replace it")
+        tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix or '.mp4'}")
     ident = store_of(args).identifier(embedder_of(args), allow_empty=True)
     rec = LiveRecognizer(ident, embedder=embedder_of(args))
     src = VideoSource(args.source)
-    writer = None
+    writer, done = None, False
     try:
         for i, frame in enumerate(src):
             if args.max_frames is not None and i >= args.max_frames:
@@ -71,16 +84,22 @@ def cmd_live(args, out: Outcome) -> int:
             out.rows.append({"frame": i, "names": list(r.names), "latency_ms": round(float(r.latency_ms), 1)})
             if not args.json and not args.quiet:
                 print(f"frame {i}: {', '.join(r.names) or '-'}", flush=True)
-            if args.out:
+            if tmp is not None:
                 import cv2
 
                 if writer is None:
                     h, w = frame.shape[:2]
-                    writer = cv2.VideoWriter(args.out, cv2.VideoWriter_fourcc(*"mp4v"), src.fps or 15.0, (w, h))
+                    writer = cv2.VideoWriter(str(tmp), cv2.VideoWriter_fourcc(*"mp4v"), src.fps or 15.0, (w, h))
                 ann = annotate(frame, r) if r.ok else frame
                 writer.write(cv2.cvtColor(ann, cv2.COLOR_RGB2BGR))
+        done = True
     finally:
         src.close()
         if writer is not None:
             writer.release()
+        if tmp is not None:  # the video appears whole, or not at all
+            if done and tmp.exists():
+                os.replace(tmp, target)
+            else:
+                tmp.unlink(missing_ok=True)
     return out.finish() if args.json else EXIT_OK

@@ -9,7 +9,8 @@ import sys
 from pathlib import Path
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_NOT_FOUND", "EXIT_INTERRUPTED", "EPILOG", "Outcome",
-           "jsonable", "table", "store_of", "embedder_of", "photo_files", "faces_in", "report_error"]
+           "jsonable", "table", "store_of", "embedder_of", "photo_files", "faces_in", "report_error",
+           "refresh_gallery_of", "gc_at_start", "NO_CACHE_COMMANDS"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -67,9 +68,44 @@ def table(rows: list[dict], columns: list[str]) -> str:
 
 # -- shared helpers ------------------------------------------------------------------------------
 def store_of(args):
+    """The face store of ``--store`` (default ``$FACEKIT_STORE``); the first call of a command
+    cleans the cache first (:func:`gc_at_start`)."""
     from facekit.store.db import FaceStore
 
+    gc_at_start(args)
     return FaceStore(args.store)
+
+
+#: commands that do not use facekit's cache folder (no clean-up at their start)
+NO_CACHE_COMMANDS = ("people", "models")
+
+
+def gc_at_start(args) -> None:
+    """The start of every command that uses the cache (its first :func:`store_of` or
+    :func:`embedder_of`): remove the saved gallery indexes of face stores that no longer exist
+    (:func:`facekit.store.derived.gc_cache`; once per command, cheap, never fatal)."""
+    if args.command in NO_CACHE_COMMANDS or args.command == "gc" or getattr(args, "_cache_cleaned", False):
+        return
+    args._cache_cleaned = True
+    from facekit.store.derived import gc_cache
+
+    try:
+        gone = gc_cache()
+    except Exception as exc:  # noqa: BLE001 - a clean-up must never stop the command
+        print(f"facekit: warning: cache clean-up skipped ({exc})", file=sys.stderr)
+        return
+    if gone and not args.quiet:
+        print(f"facekit: removed {len(gone)} cached file(s) of face stores that no longer exist "
+              "(`facekit gc` lists them)", file=sys.stderr)
+
+
+def refresh_gallery_of(store, model, args) -> str:
+    """After a command changed the store (``enrol``, ``index``): bring the saved gallery index of
+    ``model`` up to date now, with a progress bar, so that the next ``identify`` does not train
+    (:func:`facekit.store.index_file.refresh_gallery`). Returns what was done."""
+    from facekit.store.index_file import refresh_gallery
+
+    return refresh_gallery(store, model, progress=not args.quiet)
 
 
 def embedder_of(args):
@@ -77,6 +113,7 @@ def embedder_of(args):
     from facekit.embedding.embedder import get_embedder
     from facekit.models.registry import spec_name
 
+    gc_at_start(args)
     return get_embedder(spec_name(getattr(args, "model", None)), precision=args.precision)
 
 
@@ -87,10 +124,13 @@ def photo_files(paths: list[str], out: Outcome) -> list[Path]:
     files = []
     for p in map(Path, paths):
         if p.is_dir():
+            problems: list[tuple[str, str]] = []
             try:
-                files += [Path(f.path) for f in list_photos(p)]
+                files += [Path(f.path) for f in list_photos(p, problems=problems)]
             except OSError as exc:
                 out.fail(p, str(exc))
+            for q, why in problems:  # link loops, unreadable folders, files gone mid-walk: the rest goes on
+                out.fail(q, why)
         elif not p.exists():
             out.fail(p, "file not found; check the path")
         else:
@@ -99,20 +139,25 @@ def photo_files(paths: list[str], out: Outcome) -> list[Path]:
 
 
 def faces_in(files: list[Path], args, out: Outcome, *, largest: bool = False):
-    """Yield ``(path, faces)`` (FaceEmbedding list, largest first if ``largest``) per readable photo."""
+    """Yield ``(path, faces)`` (FaceEmbedding list, largest first if ``largest``) per readable photo.
+    A photo decoded at reduced size (over 50 MP) has its boxes given in its full-size pixels."""
+    import dataclasses
+
     from tqdm.auto import tqdm
 
-    from facekit.core.images import ImageLoadError, load_image
+    from facekit.core.images import ImageLoadError, load_image_scaled
     from facekit.faces import extract_faces
 
     emb = embedder_of(args)
     for p in tqdm(files, desc=args.command, unit="photo", disable=args.quiet or len(files) < 3, file=sys.stderr):
         try:
-            img = load_image(p)
+            img, scale = load_image_scaled(p)
         except ImageLoadError as exc:
             out.fail(p, f"{exc.reason} ({exc.fix})")
             continue
         faces = extract_faces(img, embedder=emb)
+        if scale != 1.0:
+            faces = [dataclasses.replace(f, face=f.face.scaled(scale)) for f in faces]
         if largest:
             faces = sorted(faces, key=lambda f: -f.face.area)
         yield p, faces, emb

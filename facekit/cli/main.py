@@ -22,7 +22,7 @@ import sys
 from facekit.cli.archive import cmd_album, cmd_index, cmd_live
 from facekit.cli.common import (EPILOG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, Outcome,
                                 report_error)
-from facekit.cli.people import cmd_enrol, cmd_forget, cmd_people
+from facekit.cli.people import cmd_enrol, cmd_export, cmd_forget, cmd_gc, cmd_import, cmd_people
 from facekit.cli.photos import cmd_detect, cmd_fetch, cmd_identify, cmd_lfw, cmd_models, cmd_verify
 
 __all__ = ["main", "build_parser", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_NOT_FOUND", "EXIT_INTERRUPTED"]
@@ -60,8 +60,20 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("enrol", cmd_enrol, "add a person's faces (largest face of each photo) to the store")
     p.add_argument("name", metavar="NAME")
     p.add_argument("photos", nargs="+", metavar="PHOTO")
-    add("people", cmd_people, "list enrolled people")
-    add("forget", cmd_forget, "remove a person and all their faces").add_argument("name", metavar="NAME")
+    p.add_argument("--consent", default=None, metavar="TEXT",
+                   help="the person's consent note, stored with its date (e.g. 'agreed in person, 2024-05-01')")
+    p = add("people", cmd_people, "list enrolled people, their consent notes and when they were last seen")
+    p.add_argument("--older-than", type=float, default=None, metavar="DAYS",
+                   help="only people whose last enrolment or match is older than DAYS (retention)")
+    add("forget", cmd_forget, "remove a person, all their faces and every file facekit derived from them"
+        ).add_argument("name", metavar="NAME")
+    p = add("export", cmd_export, "write people and their faces to a shareable .npz file")
+    p.add_argument("path", metavar="FILE")
+    p.add_argument("--names", nargs="+", default=None, metavar="NAME", help="only these people (default: everyone)")
+    p.add_argument("--force", action="store_true", help="replace FILE even if it is another kind of file or "
+                   "another store's export")
+    add("import", cmd_import, "add the people of an exported .npz file to the store").add_argument("path", metavar="FILE")
+    add("gc", cmd_gc, "remove cached files (saved gallery indexes) of face stores that no longer exist")
     p = add("identify", cmd_identify, "name every face (or 'unknown') with its distance")
     p.add_argument("photos", nargs="*", metavar="PHOTO|DIR")
     p.add_argument("--known", metavar="DIR", help="gallery folder instead of the store: known/NAME.jpg or known/NAME/*.jpg")
@@ -89,6 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = add("live", cmd_live, "recognise faces in a video file, camera index or stream URL")
     p.add_argument("source", metavar="SOURCE")
     p.add_argument("--out", default=None, metavar="VIDEO.mp4", help="write the annotated video")
+    p.add_argument("--force", action="store_true", help="replace an existing --out file")
     p.add_argument("--max-frames", type=int, default=None)
     p = add("lfw", cmd_lfw, "LFW 10-fold verification accuracy")
     p.add_argument("--per-fold", type=int, default=None, help="pairs per fold (default: all 600; e.g. 20 for a quick run)")

@@ -21,7 +21,7 @@ import numpy as np
 from facekit.core.files import atomic_write_bytes, file_lock
 from facekit.core.names import InvalidNameError, check_name
 
-__all__ = ["FileFormatError", "write_npz", "read_npz", "check_embeddings", "check_threshold",
+__all__ = ["FileFormatError", "write_npz", "read_npz", "npz_metadata", "write_refusal", "check_embeddings", "check_threshold",
            "check_labels", "UNIT_NORM_TOL"]
 
 UNIT_NORM_TOL = 1e-3
@@ -33,11 +33,17 @@ class FileFormatError(ValueError):
 
 
 def write_npz(path: str | os.PathLike, meta: dict, arrays: dict[str, np.ndarray], *,
-              overwrite: bool = True, what: str = "npz file") -> Path:
+              overwrite: bool | None = True, what: str = "npz file", replaces: str | os.PathLike | None = None) -> Path:
     """Write ``arrays`` plus ``metadata`` (``meta`` as JSON, strict: no NaN) to ``path``: built in
     memory, then under a lock (``<path>.lock``) written to a unique temporary file, 0600, and
-    renamed into place (:mod:`facekit.core.files`). ``overwrite=False`` refuses an existing file.
-    Object arrays are refused (they would need pickle to read)."""
+    renamed into place (:mod:`facekit.core.files`), so a crash leaves the old file or the new one.
+
+    ``overwrite``: True replaces any file; False refuses any existing file; None (the default of
+    the files facekit derives) replaces only a file of the same format (``meta["format"]``) that is
+    this object's own (``replaces``: the path it was loaded from or last saved to) or that records
+    the same face store (``meta["origin"]``); anything else (another kind of file, another store's,
+    another gallery) raises FileExistsError naming what is there. Object arrays are refused
+    (they would need pickle to read)."""
     p = Path(path).expanduser()
     if p.is_dir():
         raise IsADirectoryError(f"{p}: is a folder, cannot write the {what} there. "
@@ -50,9 +56,11 @@ def write_npz(path: str | os.PathLike, meta: dict, arrays: dict[str, np.ndarray]
     try:
         p.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with file_lock(str(p) + ".lock"):
-            if not overwrite and (p.exists() or p.is_symlink()):
-                raise FileExistsError(f"{p}: already exists; facekit does not overwrite it. Fix: choose a new "
-                                      "file name, or pass overwrite=True to replace it")
+            if p.exists() or p.is_symlink():
+                why = write_refusal(p, meta, overwrite, replaces)
+                if why:
+                    raise FileExistsError(f"{p}: already exists and {why}; facekit does not write over it. Fix: "
+                                          "choose a new file name, or pass overwrite=True (--force) to replace it")
             return atomic_write_bytes(p, buf.getvalue())
     except PermissionError as exc:
         raise PermissionError(f"{p}: permission denied ({exc.strerror}). Fix: write into a folder you own") from None
@@ -61,6 +69,44 @@ def write_npz(path: str | os.PathLike, meta: dict, arrays: dict[str, np.ndarray]
             raise NotADirectoryError(f"{p}: a part of this path is a file, not a folder. Fix: choose "
                                      "another path") from None
         raise
+
+
+def npz_metadata(path: str | os.PathLike) -> dict | None:
+    """The JSON metadata of a facekit ``.npz`` at ``path``, reading only that entry; None when the
+    file is not one (not a zip, no metadata, not JSON): it is then some other kind of file."""
+    try:
+        with open(path, "rb") as fh:
+            if fh.read(4) != b"PK\x03\x04":
+                return None
+        with np.load(path, allow_pickle=False) as z:
+            if "metadata" not in z.files:
+                return None
+            meta = json.loads(str(z["metadata"]), parse_constant=_no_constants)
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError, KeyError, RuntimeError, NotImplementedError):
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
+def write_refusal(p: Path, meta: dict, overwrite: bool | None, replaces) -> str | None:
+    """Why the existing file ``p`` may not be replaced by a file of ``meta`` (None: it may)."""
+    if overwrite is True:
+        return None
+    if overwrite is False:
+        return "overwrite=False"
+    if p.is_symlink():
+        return "is a symbolic link"
+    old = npz_metadata(p)
+    if old is None or old.get("format") != meta.get("format"):
+        kind = "not a facekit file" if old is None else f"a {old.get('format')!r} file"
+        return f"holds another kind of file ({kind}, not a {meta.get('format')!r})"
+    if replaces is not None and Path(replaces).expanduser().resolve() == p.resolve():
+        return None  # this object's own file
+    mine, theirs = meta.get("origin"), old.get("origin")
+    if isinstance(mine, dict) and isinstance(theirs, dict) and mine.get("store_id") == theirs.get("store_id"):
+        return None  # the same face store's file, brought up to date
+    if isinstance(theirs, dict) and theirs.get("store_id") != (mine or {}).get("store_id"):
+        return f"holds a {meta.get('format')!r} of another face store ({theirs.get('store_path')})"
+    return f"holds another {meta.get('format')!r} (not the one this object was loaded from or saved to)"
 
 
 def read_npz(path: str | os.PathLike, format_name: str, version: int, fix: str,

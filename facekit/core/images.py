@@ -12,14 +12,23 @@ from pathlib import Path
 
 import numpy as np
 
-__all__ = ["ImageLoadError", "load_image", "as_rgb", "check_image_bytes", "decode_image_bytes",
-           "IMAGE_SUFFIXES", "MAX_PIXELS", "MAX_FILE_BYTES", "MAX_FRAME_BYTES", "MAX_FRAME_PIXELS"]
+__all__ = ["ImageLoadError", "load_image", "load_image_scaled", "decode_image", "as_rgb", "check_image_bytes",
+           "decode_image_bytes", "IMAGE_SUFFIXES", "MAX_PIXELS", "MAX_DECODED_PIXELS", "MAX_FILE_BYTES",
+           "MAX_FRAME_BYTES", "MAX_FRAME_PIXELS"]
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp")
-#: Largest photo decoded (pixels): 200 MP (the largest phone sensors give ~200 MP; decoded RGB is
-#: 600 MB). Checked from the file's header BEFORE decoding, so a decompression bomb (a few KB
-#: that would decode to gigabytes) is refused without the memory being spent.
+#: Largest photo accepted (pixels): 200 MP (the largest phone sensors give ~200 MP). Checked from
+#: the file's header BEFORE decoding, so a decompression bomb (a few KB that would decode to
+#: gigabytes) is refused without the memory being spent. facekit lifts Pillow's own cap
+#: (``PIL.Image.MAX_IMAGE_PIXELS``, 89 MP warning / 179 MP error) to this limit, since it checks
+#: every file itself.
 MAX_PIXELS = 200_000_000
+#: Photos with more pixels than this are decoded at reduced size (by 2, 4 or 8 per side) so the
+#: array holds at most 50 MP (150 MB RGB). JPEGs are decoded straight at that size (the decoder's
+#: draft mode), so a JPEG of any size up to MAX_PIXELS takes at most ~9 bytes per decoded pixel
+#: at the peak: under 500 MB. Other formats are decoded whole, then reduced: ~6-9 bytes per pixel
+#: of the file, bounded by MAX_PIXELS. :func:`load_image_scaled` says by how much it was reduced.
+MAX_DECODED_PIXELS = 50_000_000
 MAX_FILE_BYTES = 512 * 2**20  # 512 MiB: no photo is larger
 #: Caps for camera frames from a browser (JPEG/PNG bytes): 8 MiB and 16 MP (4096 x 4096).
 MAX_FRAME_BYTES = 8 * 2**20
@@ -60,8 +69,18 @@ def as_rgb(image: np.ndarray, *, name: str | None = None) -> np.ndarray:
     """Coerce an array to RGB ``uint8 (H, W, 3)``, C-contiguous.
 
     Accepts grayscale ``(H, W)`` or ``(H, W, 1)``, RGBA ``(H, W, 4)`` (alpha dropped onto
-    white), and uint16/float data. ``name`` only labels errors.
+    white), and uint16/float data. ``name`` only labels errors. A path, bytes or a list of images
+    is refused with an error naming the right call.
     """
+    if isinstance(image, (str, os.PathLike)):
+        raise TypeError(f"expected an image array, got the path {str(image)!r}. Fix: load_image(path) reads a "
+                        "file (facekit.extract_faces(path) takes a path too)")
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        raise TypeError("expected an image array, got encoded bytes. Fix: decode_image_bytes(data)")
+    if isinstance(image, (list, tuple)) and image and (isinstance(image[0], (str, os.PathLike)) or
+                                                       (isinstance(image[0], np.ndarray) and image[0].ndim >= 2)):
+        raise TypeError(f"expected one image, got a {type(image).__name__} of {len(image)}. Fix: call it once per "
+                        "image, e.g. [extract_faces(im) for im in images]")
     arr = np.asarray(image)
     if arr.ndim == 2:
         arr = arr[:, :, None]
@@ -77,8 +96,10 @@ def as_rgb(image: np.ndarray, *, name: str | None = None) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
-#: Above 16 MP, more than this many pixels per byte of file is a decompression bomb (real photos
-#: store 0.1-3 bytes per pixel; a 17 KB PNG of 12000x12000 stores 0.0001).
+#: Above 16 MP, a file decoded in full (not a JPEG: those decode at reduced size) that claims more
+#: than this many pixels per byte of file is a decompression bomb: deflate, PNG's compression,
+#: cannot reach ~1032:1, and real images store far more (photos 0.1-3 bytes per pixel, a scan
+#: with text ~0.05); a 140 KB PNG of 12000x12000 grey pixels stores 0.001.
 BOMB_PIXELS_PER_BYTE = 1000
 
 
@@ -93,18 +114,105 @@ def _check_pixels(w: int, h: int, max_pixels: int, name, n_bytes: int | None = N
                              "do not open files from untrusted sources; re-export the photo")
 
 
+def _lift_pillow_cap(max_pixels: int) -> None:
+    """Pillow refuses images over 2 x ``Image.MAX_IMAGE_PIXELS`` (179 MP by default) and warns
+    above it; facekit checks pixels itself (:func:`_check_pixels`), so the cap is lifted to its own."""
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < max_pixels:
+        Image.MAX_IMAGE_PIXELS = int(max_pixels)
+
+
+def _reduction(w: int, h: int, max_decoded: int | None) -> int:
+    """The power of two (1, 2, 4, 8, ...) by which a ``w`` x ``h`` image is reduced per side so
+    that it holds at most ``max_decoded`` pixels."""
+    k = 1
+    while max_decoded and (w // k) * (h // k) > max_decoded:
+        k *= 2
+    return k
+
+
+def decode_image(fh, name, *, n_bytes: int | None = None, max_pixels: int = MAX_PIXELS,
+                 max_decoded_pixels: int | None = MAX_DECODED_PIXELS, max_side: int | None = None
+                 ) -> tuple[np.ndarray, float]:
+    """Decode an open image file (or ``io.BytesIO``) to upright RGB ``uint8 (H, W, 3)`` and
+    ``scale``: full-resolution pixels per decoded pixel (1.0 unless it was reduced).
+
+    Refused (:class:`ImageLoadError`), from the header before decoding: more than ``max_pixels``;
+    a file decoded in full that claims a decompression bomb's pixels per byte. Reduced: to at most
+    ``max_decoded_pixels`` (see :data:`MAX_DECODED_PIXELS`), and JPEGs whose longer side exceeds
+    2 x ``max_side`` to about ``max_side`` (JPEG draft mode, the size detection works at)."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    _lift_pillow_cap(max_pixels)
+    try:
+        with Image.open(fh) as im:
+            w, h = full = im.size
+            jpeg = im.format == "JPEG"
+            _check_pixels(w, h, max_pixels, name, None if jpeg else n_bytes)  # header only: nothing decoded
+            k = _reduction(w, h, max_decoded_pixels)
+            if jpeg and max_side and max(full) > 2 * max_side:
+                k = max(k, min(8, 2 ** int(np.log2(max(full) / float(max_side)))))
+            if jpeg and k > 1:  # decoded straight at 1/2, 1/4 or 1/8 of the size
+                im.draft("RGB", (-(-w // min(k, 8)), -(-h // min(k, 8))))
+            im.load()  # forces decoding: raises on truncated / corrupt data
+            if max_decoded_pixels and im.size[0] * im.size[1] > max_decoded_pixels:  # not a JPEG, or draft fell short
+                im = im.reduce(_reduction(im.size[0], im.size[1], max_decoded_pixels))
+            decoded = im.size
+            ImageOps.exif_transpose(im, in_place=True)  # no copy of an upright photo
+            mode = im.mode  # each branch makes as few full-size copies as it can (memory bound)
+            if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F", "L"):
+                arr = as_rgb(np.asarray(im), name=str(name))
+            elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
+                arr = as_rgb(np.asarray(im.convert("RGBA")), name=str(name))
+            elif mode == "RGB":
+                arr = np.asarray(im)
+            else:  # 1, P, CMYK, YCbCr, ...
+                arr = np.asarray(im.convert("RGB"))
+    except ImageLoadError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageLoadError(name, "not an image file (or an unsupported format)",
+                             "convert it to JPEG or PNG, or remove it from the folder") from None
+    except Image.DecompressionBombError as exc:
+        raise ImageLoadError(name, f"image is implausibly large, a decompression bomb ({exc})",
+                             "downscale it before loading") from None
+    except MemoryError:
+        raise ImageLoadError(name, "not enough memory to decode it", "downscale it first") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ImageLoadError(name, f"image data is truncated or corrupt ({exc})",
+                             "re-export or re-download the photo, or remove it") from None
+    return np.ascontiguousarray(arr, dtype=np.uint8), float(full[0]) / float(decoded[0])
+
+
 def load_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
                max_bytes: int = MAX_FILE_BYTES) -> np.ndarray:
     """Read an image file as upright RGB ``uint8 (H, W, 3)``.
 
     - EXIF orientation is applied (phone photos come out upright before detection).
     - Grayscale, palette, RGBA/LA (composited on white), CMYK and 16-bit files become RGB 8-bit.
+    - Photos over :data:`MAX_DECODED_PIXELS` (50 MP) come back reduced by 2, 4 or 8 per side,
+      decoded in bounded memory (:func:`load_image_scaled` also returns the factor).
     - Missing, empty, unreadable (permissions), truncated, corrupt or non-image files raise
       :class:`ImageLoadError` naming the file and the fix; so do files over ``max_bytes`` and
       images over ``max_pixels`` (checked from the header, before decoding: decompression bombs).
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    return load_image_scaled(path, max_pixels=max_pixels, max_bytes=max_bytes)[0]
 
+
+def load_image_scaled(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS, max_bytes: int = MAX_FILE_BYTES,
+                      max_decoded_pixels: int | None = MAX_DECODED_PIXELS) -> tuple[np.ndarray, float]:
+    """:func:`load_image` and ``scale``, the full-resolution pixels per returned pixel (1.0, or
+    2, 4, 8 for a photo over ``max_decoded_pixels``; None decodes at full size)."""
+    if isinstance(path, np.ndarray):
+        raise TypeError(f"load_image reads a file, but got an image array {path.shape}. Fix: pass the array "
+                        "directly (facekit.extract_faces(image), detector.detect(image)); as_rgb(image) converts it")
+    if isinstance(path, (list, tuple)):
+        raise TypeError(f"load_image reads one file, not a {type(path).__name__} of {len(path)}. Fix: "
+                        "[load_image(p) for p in paths]")
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"load_image takes a file path (str or Path), got {type(path).__name__}. Fix: "
+                        "decode_image_bytes(data) for bytes")
     p = Path(path)
     try:
         st = p.stat()
@@ -114,6 +222,9 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
     except PermissionError:
         raise ImageLoadError(p, "permission denied (cannot reach the file)",
                              "make its folder readable to you (chmod u+rx)") from None
+    except OSError as exc:  # a symbolic-link loop (ELOOP), a name too long, ...
+        raise ImageLoadError(p, f"cannot reach the file ({exc.strerror or exc})",
+                             "check the path; remove or correct a symbolic link that loops") from None
     if p.is_dir():
         raise ImageLoadError(p, "is a folder, not an image", "use facekit.data.folders.load_folder for folders")
     if st.st_size == 0:
@@ -128,34 +239,8 @@ def load_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS,
                              "make it readable (chmod u+r) or copy it somewhere you own") from None
     except OSError as exc:
         raise ImageLoadError(p, f"cannot open the file ({exc.strerror})", "check the disk and the path") from None
-    try:
-        with fh, Image.open(fh) as im:
-            _check_pixels(im.width, im.height, max_pixels, p, st.st_size)  # header only: nothing decoded
-            im.load()  # forces decoding: raises on truncated / corrupt data
-            im = ImageOps.exif_transpose(im)
-            mode = im.mode
-            if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
-                arr = as_rgb(np.asarray(im), name=str(p))
-            elif mode == "F":
-                arr = as_rgb(np.asarray(im), name=str(p))
-            elif mode in ("RGBA", "LA", "PA") or (mode == "P" and "transparency" in im.info):
-                arr = as_rgb(np.asarray(im.convert("RGBA")), name=str(p))
-            else:  # L, 1, P, CMYK, YCbCr, RGB, ...
-                arr = np.asarray(im.convert("RGB"))
-    except ImageLoadError:
-        raise
-    except UnidentifiedImageError:
-        raise ImageLoadError(p, "not an image file (or an unsupported format)",
-                             "convert it to JPEG or PNG, or remove it from the folder") from None
-    except Image.DecompressionBombError as exc:
-        raise ImageLoadError(p, f"image is implausibly large, a decompression bomb ({exc})",
-                             "downscale it before loading") from None
-    except MemoryError:
-        raise ImageLoadError(p, "not enough memory to decode it", "downscale it first") from None
-    except (OSError, SyntaxError, ValueError) as exc:
-        raise ImageLoadError(p, f"image data is truncated or corrupt ({exc})",
-                             "re-export or re-download the photo, or remove it") from None
-    return np.ascontiguousarray(arr, dtype=np.uint8)
+    with fh:
+        return decode_image(fh, p, n_bytes=st.st_size, max_pixels=max_pixels, max_decoded_pixels=max_decoded_pixels)
 
 
 def check_image_bytes(data: bytes | bytearray | memoryview, *, max_bytes: int = MAX_FRAME_BYTES,

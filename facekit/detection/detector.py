@@ -12,17 +12,25 @@ pixels, accepts grayscale/RGBA arrays, returns ``[]`` for images too small to ho
 detects on a downscaled copy of very large photos (boxes are mapped back to full resolution).
 
 The cascade itself is written once, in :mod:`facekit.detection.cascade`, and takes the three networks as
-arguments. Speed (``bench/detect.py``): ``Detector(fast=True)`` (the default) hands it mtcnn's
-networks rebuilt as plain TensorFlow ops, each traced once into a ``tf.function`` with a relaxed
-input signature (P-Net ``(None, None, None, 3)``, R-Net ``(None, 24, 24, 3)``, O-Net
-``(None, 48, 48, 3)``), so no pyramid level or image size retraces; ``fast=False`` hands it
-mtcnn's eager Keras models (each layer dispatched from Python at every level: the reference).
-``Detector(networks=...)`` takes any other three callables (e.g. int8 ONNX networks). The
-cascade run with mtcnn's own pyramid equals ``mtcnn.MTCNN().detect_faces`` (tested).
+arguments. Backends (``Detector(backend=...)``; ``$FACEKIT_DETECTOR`` sets the default):
+
+- ``"onnxruntime"`` (the default): mtcnn's P-, R- and O-Net rebuilt from the weights in the mtcnn
+  wheel as float32 ONNX graphs (:mod:`facekit.detection.onnxnets`), the pyramid and patches in
+  numpy/OpenCV. Detecting imports neither TensorFlow nor Keras: ``facekit detect photo.jpg`` runs
+  in ~0.4 s, against ~4.4 s with TensorFlow (``bench/startup.py``).
+- ``"tensorflow"``: mtcnn's Keras networks rebuilt as plain TensorFlow ops, each traced once into a
+  ``tf.function`` (:mod:`facekit.detection.tfnets`), the pyramid and patches with ``tf.image`` as
+  mtcnn does (``fast=False``: mtcnn's eager Keras models, each layer dispatched from Python: the
+  reference). The cascade run this way with mtcnn's own pyramid equals
+  ``mtcnn.MTCNN().detect_faces`` (tested), and the ONNX backend equals it within 0.5 px and 1e-3
+  in confidence (``tests/test_tf_free.py``, ``bench/detect.py``).
+
+``Detector(networks=...)`` takes any other three callables (e.g. int8 ONNX networks).
 """
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from typing import Sequence
@@ -33,7 +41,18 @@ from facekit.core.boxes import match_boxes
 from facekit.core.images import as_rgb
 
 __all__ = ["Face", "Detector", "detect_faces", "get_detector", "scale_pyramid", "LANDMARK_NAMES", "match_boxes",
-           "RETRY_THRESHOLDS", "largest_face", "subject_face"]
+           "RETRY_THRESHOLDS", "largest_face", "subject_face", "BACKENDS", "default_backend"]
+
+#: where the networks run: ONNX Runtime (default; no TensorFlow) or TensorFlow (the reference)
+BACKENDS = ("onnxruntime", "tensorflow")
+
+
+def default_backend() -> str:
+    """``$FACEKIT_DETECTOR`` ("onnxruntime" or "tensorflow"), else "onnxruntime"."""
+    name = os.environ.get("FACEKIT_DETECTOR") or "onnxruntime"
+    if name not in BACKENDS:
+        raise ValueError(f"FACEKIT_DETECTOR must be one of {BACKENDS}, got {name!r}")
+    return name
 
 LANDMARK_NAMES = ("left_eye", "right_eye", "nose", "mouth_left", "mouth_right")
 PNET_WINDOW = 12  # P-Net's receptive field in pixels
@@ -121,10 +140,16 @@ class Detector:
     scale_factor : pyramid step (default 0.709 = 1/sqrt(2), the reference code's).
     max_side : photos whose longer side exceeds this are detected on a downscaled copy (default
         1280 px); boxes and landmarks are returned in full-resolution pixels.
-    fast : run the networks as traced ``tf.function`` objects (default True: same results,
-        several times faster); False runs mtcnn's eager Keras models (the reference).
+    backend : ``"onnxruntime"`` (default, ``$FACEKIT_DETECTOR`` overrides it: float32 ONNX
+        networks, no TensorFlow import) or ``"tensorflow"`` (mtcnn's networks and ``tf.image``:
+        the reference).
+    fast : TensorFlow backend only: run the networks as traced ``tf.function`` objects (default
+        True: same results, several times faster); False runs mtcnn's eager Keras models (the
+        reference) and, when ``backend`` is not given, selects the TensorFlow backend.
     networks : three callables to use instead (:class:`facekit.detection.cascade.Networks`), e.g. int8
-        ONNX networks; ``fast`` is then ignored.
+        ONNX networks; ``backend`` and ``fast`` are then ignored.
+    threads : ONNX Runtime intra-op threads per network (default: one per core; a Ray actor passes
+        its CPUs so that a pool of actors does not oversubscribe the node).
 
     Thread safety: a Detector holds no per-call state, and the cascade none at all; two detectors
     (or two threads sharing one) can detect at the same time.
@@ -132,7 +157,7 @@ class Detector:
 
     def __init__(self, min_face_size: float = 20, thresholds: tuple[float, float, float] = (0.6, 0.7, 0.7),
                  scale_factor: float = 0.709, max_side: int | None = 1280, fast: bool = True,
-                 networks: Sequence | None = None):
+                 networks: Sequence | None = None, backend: str | None = None, threads: int | None = None):
         mfs = float(min_face_size)
         if not np.isfinite(mfs) or mfs <= 0:
             raise ValueError(f"min_face_size must be a finite number of pixels > 0, got {min_face_size!r}")
@@ -144,13 +169,20 @@ class Detector:
         self.scale_factor = float(scale_factor)
         self.max_side = max_side
         self.fast = bool(fast)
+        backend = backend or ("tensorflow" if not self.fast else default_backend())
+        if backend not in BACKENDS:
+            raise ValueError(f"unknown detector backend {backend!r}; choose one of {BACKENDS}")
+        self.backend = backend
+        self.threads = threads
         self._mtcnn = None
         self._nets = None
+        self._tf_nets = None
         self._custom = None
         if networks is not None:
             from facekit.detection.cascade import Networks
 
-            if len(networks) != 3 or not all(callable(n) for n in networks):
+            if not isinstance(networks, Networks) and (
+                    len(networks) != 3 or not all(callable(n) for n in networks)):
                 raise TypeError("networks must be three callables (pnet, rnet, onet); see facekit.detection.cascade.Networks")
             self._custom = Networks(*networks)
         self._lock = threading.Lock()
@@ -158,39 +190,45 @@ class Detector:
     # -- model ---------------------------------------------------------------------------
     @property
     def mtcnn(self):
-        """The underlying ``mtcnn.MTCNN`` (built lazily, once per Detector; weights ship in the wheel)."""
+        """The underlying ``mtcnn.MTCNN`` (built lazily, once per Detector; imports TensorFlow)."""
         if self._mtcnn is None:
             with self._lock:
                 if self._mtcnn is None:
-                    from mtcnn import MTCNN
+                    from facekit.detection.tfnets import mtcnn_model
 
-                    self._mtcnn = MTCNN()
+                    self._mtcnn = mtcnn_model()
         return self._mtcnn
 
     def networks(self):
-        """The three networks the cascade runs (:class:`facekit.detection.cascade.Networks`): the ones given,
-        else the compiled ones (``fast``), else mtcnn's eager Keras models."""
+        """The three networks the cascade runs (:class:`facekit.detection.cascade.Networks`): the ones
+        given, else the ONNX Runtime ones (``backend="onnxruntime"``), else the compiled TensorFlow
+        ones (``fast``), else mtcnn's eager Keras models."""
         from facekit.detection.cascade import Networks
 
         if self._custom is not None:
             return self._custom
+        if self.backend == "onnxruntime":
+            if self._nets is None:
+                from facekit.detection.onnxnets import fp32_networks
+
+                self._nets = fp32_networks(self.threads)
+            return self._nets
         if self.fast:
-            return Networks(*self.compiled_nets())
-        return Networks(*(stage.model for stage in self.mtcnn.stages))
+            return Networks(*self.compiled_nets(), images="tensorflow")
+        return Networks(*(stage.model for stage in self.mtcnn.stages), images="tensorflow")
 
     def compiled_nets(self):
         """``(pnet, rnet, onet)``: this detector's mtcnn networks, each traced once into a
-        ``tf.function`` (float32 NHWC images normalised to [-1, 1]; built on first use)."""
-        if self._nets is None:
-            import tensorflow as tf
-
+        ``tf.function`` (float32 NHWC images normalised to [-1, 1]; built on first use; imports
+        TensorFlow whatever the backend: the reference the tests compare with)."""
+        if self._tf_nets is None:
             models = [stage.model for stage in self.mtcnn.stages]
             with self._lock:
-                if self._nets is None:
-                    self._nets = tuple(
-                        tf.function(_plain_net(m, steps, heads), input_signature=[tf.TensorSpec(shape, tf.float32)])
-                        for m, (steps, heads), shape in zip(models, _NET_LAYERS, _NET_INPUTS))
-        return self._nets
+                if self._tf_nets is None:
+                    from facekit.detection.tfnets import compiled_networks
+
+                    self._tf_nets = compiled_networks(models)
+        return self._tf_nets
 
     # -- detection -----------------------------------------------------------------------
     def detect(self, image: np.ndarray, *, min_face_size: float | None = None,
@@ -273,86 +311,6 @@ class Detector:
         for bi, fi in match_boxes(b, np.array([f.box for f in faces], np.float64).reshape(-1, 4), 0.2):
             out[bi] = faces[fi]
         return out
-
-
-# mtcnn 1.0's P-, R- and O-Net: the layers their call() runs, in order, then the output heads
-_NET_LAYERS = (
-    ("conv1 prelu1 maxpool1 conv2 prelu2 conv3 prelu3".split(), ["conv4_1", "conv4_2"]),
-    ("conv1 prelu1 maxpool1 conv2 prelu2 maxpool2 conv3 prelu3 permute flatten fc4 prelu4".split(),
-     ["fc5_1", "fc5_2"]),
-    ("conv1 prelu1 maxpool1 conv2 prelu2 maxpool2 conv3 prelu3 maxpool3 conv4 prelu4 permute flatten fc5 "
-     "prelu5".split(), ["fc6_1", "fc6_2", "fc6_3"]),
-)
-_NET_INPUTS = ((None, None, None, 3), (None, 24, 24, 3), (None, 48, 48, 3))
-
-
-def _plain_net(model, steps: list[str], heads: list[str]):
-    """``model`` (an mtcnn Keras network) as plain TensorFlow ops with the same weights.
-
-    Same arithmetic as the Keras layers without the Keras layer machinery: conv + bias (fused by
-    grappler) and PReLU as ``max(x, 0) + alpha * min(x, 0)`` (equal bit for bit to Keras'
-    ``relu(x) - alpha * relu(-x)``, one op fewer; mtcnn's alphas range from -1.3 to 1.3, so the
-    cheaper ``max(x, alpha * x)`` would not be equal). Falls back to calling the Keras model
-    when a layer is not of a known kind.
-    """
-    import keras
-    import tensorflow as tf
-
-    L = keras.layers
-    ops = []
-    try:
-        for name in steps + heads:
-            layer = getattr(model, name)
-            if type(layer) is L.Conv2D or type(layer) is L.Dense:
-                act = layer.activation.__name__
-                if act not in ("linear", "softmax") or (isinstance(layer, L.Conv2D) and (
-                        tuple(layer.dilation_rate) != (1, 1) or layer.data_format != "channels_last")):
-                    raise NotImplementedError(name)
-                w = tf.constant(np.asarray(layer.kernel, np.float32))
-                b = tf.constant(np.asarray(layer.bias, np.float32))
-                if isinstance(layer, L.Conv2D):
-                    ops.append(("conv", (w, b, (1, *layer.strides, 1), layer.padding.upper(), act)))
-                else:
-                    ops.append(("dense", (w, b, act)))
-            elif isinstance(layer, L.PReLU):
-                alpha = np.asarray(layer.alpha, np.float32)
-                ops.append(("prelu", tf.constant(alpha)))
-            elif isinstance(layer, L.MaxPooling2D):
-                ops.append(("maxpool", (layer.pool_size, layer.strides, layer.padding.upper())))
-            elif isinstance(layer, L.Permute):
-                ops.append(("permute", (0, *layer.dims)))
-            elif isinstance(layer, L.Flatten):
-                ops.append(("flatten", None))
-            else:
-                raise NotImplementedError(name)
-    except (AttributeError, NotImplementedError):
-        return lambda x: model(x)
-
-    def run(x):
-        outs = []
-        for i, (kind, a) in enumerate(ops):
-            inp = x
-            if kind == "conv":
-                y = tf.nn.bias_add(tf.nn.conv2d(inp, a[0], a[2], a[3]), a[1])
-                y = tf.nn.softmax(y) if a[4] == "softmax" else y
-            elif kind == "dense":
-                y = tf.nn.bias_add(tf.matmul(inp, a[0]), a[1])
-                y = tf.nn.softmax(y) if a[2] == "softmax" else y
-            elif kind == "prelu":
-                y = tf.maximum(inp, 0.0) + a * tf.minimum(inp, 0.0)
-            elif kind == "maxpool":
-                y = tf.nn.max_pool2d(inp, a[0], a[1], a[2])
-            elif kind == "permute":
-                y = tf.transpose(inp, a)
-            else:  # flatten
-                y = tf.reshape(inp, [tf.shape(inp)[0], -1])
-            if i >= len(steps):
-                outs.append(y)  # heads all read the trunk's output
-            else:
-                x = y
-        return outs
-
-    return run
 
 
 _default: Detector | None = None

@@ -100,36 +100,51 @@ def spec_of(model: str):
     return MODELS[model]
 
 
+def _export_code() -> str:
+    """Hash of the code that writes the compiled file: folding, ONNX export and the h5 reader."""
+    from facekit.runtime import h5graph
+    from facekit.runtime.onnxgraph import code_hash
+
+    return code_hash(h5graph.__file__)
+
+
 def compiled_key(model: str = "facenet128") -> dict:
     """What the compiled float32 model depends on: source weights, export version, code."""
-    from facekit.runtime.onnxgraph import EXPORT_VERSION, code_hash
+    from facekit.runtime.onnxgraph import EXPORT_VERSION
 
     return {"model": model, "weights_sha256": weights_sha256(model), "export_version": EXPORT_VERSION,
-            "code": code_hash(), "standardization": spec_of(model).standardization}
+            "code": _export_code(), "standardization": spec_of(model).standardization}
 
 
 def onnx_path(model: str = "facenet128", build: bool = True, keras_model=None, rebuild: bool = False) -> Path:
     """Cached ONNX file of ``model``'s folded graph (:mod:`facekit.runtime.onnxgraph`), built on first
-    use from the Keras weights (needs TensorFlow and ``onnx`` once, ~10 s; ``keras_model``: an
-    already loaded one to fold instead of building another) and stored under
-    ``cache_dir()/compiled`` with a manifest (:func:`facekit.runtime.onnxgraph.cached_model`): its name
-    carries the key (weights sha256, export version, code hash), and a file that fails its
-    manifest is rebuilt. ``build=False``: only the path. Later processes load it without
-    importing TensorFlow."""
-    from facekit.runtime.onnxgraph import EXPORT_VERSION, cached_model, code_hash
+    use and stored under ``cache_dir()/compiled`` with a manifest
+    (:func:`facekit.runtime.onnxgraph.cached_model`): its name carries the key (weights sha256,
+    export version, code hash), and a file that fails its manifest is rebuilt. ``build=False``:
+    only the path. The default model is built from its h5 file with h5py alone
+    (:func:`facekit.runtime.h5graph.fold_h5_model`, ~3 s, no TensorFlow: the same bytes as from the
+    Keras model); keras-facenet's downloads, or a given ``keras_model`` (an already loaded one),
+    are folded from Keras (needs TensorFlow once)."""
+    from facekit.runtime.onnxgraph import EXPORT_VERSION, cached_model
 
     spec = spec_of(model)
     stem = f"{model}-{weights_sha256(model)[:12]}-v"
-    path = cache_dir() / "compiled" / f"{stem}{EXPORT_VERSION}-{code_hash()}.onnx"
+    path = cache_dir() / "compiled" / f"{stem}{EXPORT_VERSION}-{_export_code()}.onnx"
     if not build:
         return path
 
     def export() -> bytes:
-        from facekit.runtime.fastgraph import fold_keras_model
         from facekit.runtime.onnxgraph import export_onnx
 
-        km = keras_model if keras_model is not None else build_keras_model(model)
-        return export_onnx(fold_keras_model(km), (EMBED_SIZE, EMBED_SIZE), spec.standardization)
+        if keras_model is None and spec.source == "sdist":
+            from facekit.runtime.h5graph import fold_h5_model
+
+            graph = fold_h5_model(model_path(model))
+        else:
+            from facekit.runtime.fastgraph import fold_keras_model
+
+            graph = fold_keras_model(keras_model if keras_model is not None else build_keras_model(model))
+        return export_onnx(graph, (EMBED_SIZE, EMBED_SIZE), spec.standardization)
 
     cached_model(path, compiled_key(model), export, ort_embed_fn, rebuild=rebuild, prune=f"{stem}*[0-9a-f].onnx")
     for legacy in path.parent.glob(f"{model}-{spec.key}-v*.onnx"):  # facekit <= export v1's names

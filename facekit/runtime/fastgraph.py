@@ -26,7 +26,7 @@ from fractions import Fraction
 
 import numpy as np
 
-__all__ = ["Node", "FoldedGraph", "fold_keras_model", "build_graph_fn", "winograd_matrices",
+__all__ = ["Node", "FoldedGraph", "fold_keras_model", "fold_graph", "build_graph_fn", "winograd_matrices",
            "winograd_plan", "conv_macs", "annotate_shapes"]
 
 
@@ -168,7 +168,14 @@ def fold_keras_model(model, merge_1x1: bool = True) -> FoldedGraph:
 
     Raises ``NotImplementedError`` for a layer it does not know (callers fall back to Keras).
     """
-    g = _parse(model)
+    shape = tuple(model.inputs[0].shape[1:3])
+    return fold_graph(_parse(model), merge_1x1, shape if all(isinstance(v, int) for v in shape) else None)
+
+
+def fold_graph(g: FoldedGraph, merge_1x1: bool = True, input_hw: tuple[int, int] | None = None) -> FoldedGraph:
+    """Fold a parsed graph in place (affine/ReLU/identity nodes into the conv or dense before them,
+    then the 1x1 merge) and annotate its shapes for ``input_hw``; returns ``g``. Shared by
+    :func:`fold_keras_model` and :func:`facekit.runtime.h5graph.fold_h5_model`."""
     changed = True
     while changed:
         changed = False
@@ -198,9 +205,8 @@ def fold_keras_model(model, merge_1x1: bool = True) -> FoldedGraph:
             break
     if merge_1x1:
         _merge_1x1(g)
-    shape = tuple(model.inputs[0].shape[1:3])
-    if all(isinstance(v, int) for v in shape):
-        annotate_shapes(g, shape)
+    if input_hw is not None:
+        annotate_shapes(g, input_hw)
     return g
 
 

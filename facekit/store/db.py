@@ -10,23 +10,22 @@ file (while no program writes to it, or with ``sqlite3 faces.sqlite3 ".backup co
 How it keeps data: standard-library :mod:`sqlite3` in WAL mode; every write is one
 ``BEGIN IMMEDIATE`` transaction (a process killed mid-enrolment loses at most what it had not
 committed; several processes enrolling at once all keep their people); the file is created 0600
-in a 0700 folder; the schema is versioned (``PRAGMA user_version``); deleted rows are zeroed
-(``secure_delete``) so :meth:`FaceStore.forget` really forgets.
+in a 0700 folder; the schema is versioned (``PRAGMA user_version``, :mod:`facekit.store.schema`);
+deleted rows are zeroed (``secure_delete``) and the WAL is checkpointed and truncated after a
+forget, so :meth:`FaceStore.forget` leaves no byte of the person in the file.
 
-Tables: ``people`` (checked name, when added, consent note), ``faces`` (person, float32 unit
-embedding, model fingerprint, source: a photo's path + sha256 + box, ``"camera"``, ...; time)
-and the photo cache ``photos``/``photo_faces`` (path, size, mtime, content sha256, model
-fingerprint -> each detected face's box, landmarks, confidence and embedding), which lets a
-re-scan of a folder detect and embed only new or changed photos.
+Tables: ``people`` (checked name, when added, consent note and its date, last match),
+``faces`` (person, float32 unit embedding, model fingerprint, source: a photo's path + sha256 +
+box, ``"camera"``, ...; time), the photo cache ``photos``/``photo_faces``
+(:mod:`facekit.store.photo_cache`), ``meta`` (the store's id and generation) and ``derived``
+(the files facekit derived from the store: :mod:`facekit.store.derived`, reached by forget).
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import os
 import sqlite3
-import tempfile
 import threading
 import time
 import warnings
@@ -37,42 +36,26 @@ from typing import Iterator, Sequence
 import numpy as np
 
 from facekit.core.names import check_name
+from facekit.core.origin import Origin
+from facekit.store.photo_cache import PhotoCache
 from facekit.store.records import (EmptyStoreError, FaceRecord, Person, PhotoSource, StoreError,
     UnknownPersonError, default_store_path, model_fingerprint, unit_rows)
+from facekit.store.schema import APPLICATION_ID, SCHEMA_VERSION, create_store_file, migrate
+from facekit.store.tombstones import bury, unbury
 
 __all__ = ["FaceStore", "FaceRecord", "PhotoSource", "Person", "StoreError", "UnknownPersonError",
            "EmptyStoreError", "default_store_path", "model_fingerprint", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
-APPLICATION_ID = 0x464B5354  # "FKST": marks the file as a facekit store
-_SCHEMA = """
-CREATE TABLE people (id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, added REAL NOT NULL, consent TEXT);
-CREATE TABLE faces (
-  id INTEGER PRIMARY KEY, person_id INTEGER NOT NULL REFERENCES people(id) ON DELETE CASCADE,
-  model TEXT NOT NULL, dim INTEGER NOT NULL, embedding BLOB NOT NULL, digest BLOB NOT NULL,
-  source TEXT NOT NULL, photo_path TEXT, photo_sha256 TEXT, box TEXT, added REAL NOT NULL);
-CREATE INDEX faces_by_model ON faces(model, id);
-CREATE UNIQUE INDEX faces_once ON faces(person_id, model, digest);
-CREATE UNIQUE INDEX faces_once_per_photo ON faces(person_id, model, photo_sha256) WHERE photo_sha256 IS NOT NULL;
-CREATE TABLE photos (
-  id INTEGER PRIMARY KEY, path TEXT NOT NULL, model TEXT NOT NULL, size INTEGER NOT NULL,
-  mtime_ns INTEGER NOT NULL, sha256 TEXT NOT NULL, scanned REAL NOT NULL, UNIQUE(path, model));
-CREATE INDEX photos_by_hash ON photos(sha256, model);
-CREATE TABLE photo_faces (
-  photo_id INTEGER NOT NULL REFERENCES photos(id) ON DELETE CASCADE, idx INTEGER NOT NULL,
-  box BLOB NOT NULL, landmarks BLOB NOT NULL, confidence REAL NOT NULL, embedding BLOB NOT NULL,
-  person_id INTEGER REFERENCES people(id) ON DELETE SET NULL, PRIMARY KEY (photo_id, idx));
-CREATE INDEX photo_faces_by_person ON photo_faces(person_id);
-"""
 _FIX_MOVE = ("restore your backup copy of the store, or move this file away (facekit then starts an empty "
              "store) or point FACEKIT_STORE at another file")
 
 
-class FaceStore:
+class FaceStore(PhotoCache):
     """People, faces and a photo cache in one SQLite file (see the module docstring). Taught in
     notebooks 04 and 06. ``path``: the file (default :func:`default_store_path`); ``durable``:
     fsync every commit (survives power loss, not only a killed process). Thread-safe; use as a
-    context manager or call :meth:`close`."""
+    context manager or call :meth:`close`. ``store_id`` and :attr:`generation` tie the files
+    derived from it to it (:mod:`facekit.core.origin`)."""
 
     def __init__(self, path: str | os.PathLike | None = None, *, durable: bool = False, timeout: float = 30.0):
         self.path = Path(path).expanduser() if path is not None else default_store_path()
@@ -103,29 +86,7 @@ class FaceStore:
 
     # -- connection -------------------------------------------------------------------------
     def _create(self) -> None:
-        """A new store appears complete or not at all: the schema is written to a private (0600)
-        temporary file, which is then hard-linked into place (a no-op if another process won)."""
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".new", dir=self.path.parent)
-        os.close(fd)
-        try:
-            os.chmod(tmp, 0o600)
-            con = sqlite3.connect(tmp, isolation_level=None)
-            con.execute("PRAGMA journal_mode = WAL")
-            con.execute("BEGIN")
-            for stmt in filter(str.strip, _SCHEMA.split(";")):
-                con.execute(stmt)
-            con.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-            con.execute("COMMIT")
-            con.close()
-            try:
-                os.link(tmp, self.path)
-            except FileExistsError:
-                pass  # another process created it meanwhile: use theirs
-        finally:
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(tmp + suffix)
+        create_store_file(self.path)
 
     def _setup(self) -> None:
         c = self._con
@@ -149,11 +110,22 @@ class FaceStore:
                              f"reads {SCHEMA_VERSION}). Fix: upgrade facekit (pip install -U facekit)")
         c.execute("PRAGMA foreign_keys = ON")
         c.execute("PRAGMA secure_delete = ON")
+        if ver < SCHEMA_VERSION:
+            migrate(c, ver)
         # WAL + NORMAL: a commit survives the process being killed (the fault campaign's kill -9);
         # durable=True (FULL) also fsyncs every commit, surviving power loss (~5 ms more per write)
         c.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
         if c.execute("PRAGMA journal_mode = WAL").fetchone()[0].lower() != "wal":
             warnings.warn(f"{self.path}: WAL mode unavailable on this file system; using a rollback journal")
+        self.store_id = str(c.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()[0])
+        if c.execute("SELECT 1 FROM meta WHERE key = 'forget_pending'").fetchone():
+            from facekit.store.derived import finish_pending_forget
+
+            try:  # a forget was interrupted before it reached every derived file
+                finish_pending_forget(self)
+            except (StoreError, OSError) as exc:
+                warnings.warn(f"{self.path}: an interrupted forget could not be completed now ({exc}); it will "
+                              "be when the store is next opened for writing")
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Cursor]:
@@ -197,57 +169,134 @@ class FaceStore:
     def __repr__(self) -> str:
         return f"FaceStore({str(self.path)!r})"
 
+    # -- identity and generation (files derived from the store record both) ------------------
+    @property
+    def generation(self) -> int:
+        """The store's generation: bumped by every change of its people, faces or photo cache."""
+        return int(self._read("SELECT value FROM meta WHERE key = 'generation'")[0][0])
+
+    def origin(self) -> Origin:
+        """This store's :class:`~facekit.core.origin.Origin` now (id, generation, absolute path)."""
+        return Origin(self.store_id, self.generation, str(self.path.resolve()))
+
+    @staticmethod
+    def _bump(cur: sqlite3.Cursor) -> None:
+        cur.execute("UPDATE meta SET value = value + 1 WHERE key = 'generation'")
+
+    def derived_files(self) -> list[tuple[str, str, str | None, int]]:
+        """``(path, kind, model, generation)`` of every file facekit derived from this store and
+        registered (:func:`facekit.core.origin.derived_write`): what :meth:`forget` reaches."""
+        return [(p, k, m, int(g)) for p, k, m, g in
+                self._read("SELECT path, kind, model, generation FROM derived ORDER BY path")]
+
+    def unregister_derived(self, path: str | os.PathLike) -> None:
+        with self._tx() as cur:
+            cur.execute("DELETE FROM derived WHERE path = ?", (str(Path(path).resolve()),))
+
     # -- people -----------------------------------------------------------------------------
     def _person_id(self, cur: sqlite3.Cursor, name: str, create: bool, consent: str | None = None) -> int:
-        row = cur.execute("SELECT id FROM people WHERE name = ?", (name,)).fetchone()
+        row = cur.execute("SELECT id, consent FROM people WHERE name = ?", (name,)).fetchone()
         if row:
-            if consent is not None:
-                cur.execute("UPDATE people SET consent = ? WHERE id = ?", (consent, row[0]))
+            if consent is not None and consent != row[1]:
+                cur.execute("UPDATE people SET consent = ?, consent_at = ? WHERE id = ?", (consent, time.time(), row[0]))
+                self._bump(cur)
             return int(row[0])
         if not create:
             raise UnknownPersonError(f"{name!r} is not enrolled in {self.path}. Fix: check the spelling "
                                      "(store.people() lists everyone)")
-        cur.execute("INSERT INTO people (name, added, consent) VALUES (?, ?, ?)", (name, time.time(), consent))
+        now = time.time()
+        unbury(cur, name)  # enrolled again: their tombstones go
+        cur.execute("INSERT INTO people (name, added, consent, consent_at) VALUES (?, ?, ?, ?)",
+                    (name, now, consent, None if consent is None else now))
+        self._bump(cur)
         return int(cur.lastrowid)
 
+    @staticmethod
+    def _check_consent(consent) -> str | None:
+        if consent is not None and not (isinstance(consent, str) and consent.strip()):
+            raise ValueError(f"consent must be a note in words (e.g. 'agreed in person, 2024-05-01'), got {consent!r}")
+        return None if consent is None else consent.strip()[:500]
+
     def add_person(self, name: str, consent: str | None = None) -> str:
-        """Add ``name`` (checked, :func:`facekit.core.names.check_name`) if new; set its consent note if
-        given. Returns the canonical name."""
-        name = check_name(name)
-        if consent is not None and not isinstance(consent, str):
-            raise ValueError(f"consent must be text (e.g. 'agreed in person, 2024-05-01'), got {consent!r}")
+        """Add ``name`` (checked, :func:`facekit.core.names.check_name`) if new; set its consent note
+        (and its date) if given. Returns the canonical name."""
+        name, consent = check_name(name), self._check_consent(consent)
         with self._tx() as cur:
             self._person_id(cur, name, True, consent)
         return name
 
-    def people(self) -> list[Person]:
-        """Everyone enrolled, sorted by name, with their face counts (all models)."""
-        rows = self._read("SELECT p.name, p.added, p.consent, count(f.id) FROM people p "
-                          "LEFT JOIN faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name")
-        return [Person(n, float(a), c, int(k)) for n, a, c, k in rows]
+    def people(self, older_than: float | None = None) -> list[Person]:
+        """Everyone enrolled, sorted by name, with their face counts (all models), consent note and
+        its date, last enrolment and last match. ``older_than`` (days): only those whose last
+        enrolment or match is older than that (retention: who has not been seen for a while)."""
+        rows = self._read("SELECT p.name, p.added, p.consent, count(f.id), p.consent_at, max(f.added), p.last_seen "
+                          "FROM people p LEFT JOIN faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name")
+        out = [Person(n, float(a), c, int(k), ca, la, ls) for n, a, c, k, ca, la, ls in rows]
+        if older_than is not None:
+            days = float(older_than)
+            if not days >= 0:
+                raise ValueError(f"older_than must be a number of days >= 0, got {older_than!r}")
+            out = [p for p in out if p.last_active < time.time() - 86400 * days]
+        return out
+
+    def record_matches(self, names: Sequence[str]) -> None:
+        """Note that identification named ``names`` now (``people.last_seen``; one small
+        transaction; the generation is unchanged). Unknown names are ignored."""
+        names = sorted({n for n in names if isinstance(n, str)})
+        if names:
+            with self._tx() as cur:
+                cur.executemany("UPDATE people SET last_seen = ? WHERE name = ?", [(time.time(), n) for n in names])
 
     @property
     def names(self) -> list[str]:
         """Enrolled names, sorted."""
         return [p.name for p in self.people()]
 
-    def forget(self, name: str) -> int:
+    def forget(self, name: str, *, progress: bool = False) -> int:
         """Remove ``name``, all their faces and every cached photo holding them (photos they were
-        enrolled from, or where a cached face was attributed to them), in one transaction; the
-        deleted bytes are zeroed. Returns the number of faces removed. Unknown names raise
-        :class:`UnknownPersonError`."""
+        enrolled from, where a cached face was attributed to them, or under a folder named after
+        them) in one transaction; the deleted bytes are zeroed and the WAL checkpointed and
+        truncated. Then every derived file facekit knows of (saved gallery indexes, identifiers,
+        exports: :mod:`facekit.store.derived`) is rebuilt without them or removed. Returns the
+        number of faces removed. Unknown names raise :class:`UnknownPersonError`."""
         name = check_name(name)
         with self._tx() as cur:
             pid = self._person_id(cur, name, False)
-            n = cur.execute("SELECT count(*) FROM faces WHERE person_id = ?", (pid,)).fetchone()[0]
-            cur.execute("DELETE FROM photos WHERE id IN (SELECT photo_id FROM photo_faces WHERE person_id = ?) "
-                        "OR sha256 IN (SELECT photo_sha256 FROM faces WHERE person_id = ? AND photo_sha256 "
-                        "IS NOT NULL)", (pid, pid))
+            gone: dict[str, list[bytes]] = {}
+            for model, emb in cur.execute("SELECT model, embedding FROM faces WHERE person_id = ?", (pid,)):
+                gone.setdefault(model, []).append(bytes(emb))
+            theirs = ("id IN (SELECT photo_id FROM photo_faces WHERE person_id = ?) OR sha256 IN (SELECT "
+                      "photo_sha256 FROM faces WHERE person_id = ? AND photo_sha256 IS NOT NULL) OR instr(path, ?) > 0")
+            args = (pid, pid, f"/{name}/")
+            shas = [r[0] for r in cur.execute(f"SELECT sha256 FROM photos WHERE {theirs}", args)]
+            shas += [r[0] for r in cur.execute("SELECT photo_sha256 FROM faces WHERE person_id = ?", (pid,))]
+            bury(cur, name, shas)  # so that an index run does not cache their photos again
+            cur.execute(f"DELETE FROM photos WHERE {theirs}", args)
             cur.execute("DELETE FROM faces WHERE person_id = ?", (pid,))
             cur.execute("DELETE FROM people WHERE id = ?", (pid,))
-        with self._lock:  # move the zeroed pages out of the WAL into the main file
-            self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        return int(n)
+            self._bump(cur)
+            cur.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('forget_pending', 1)")
+        self._checkpoint()
+        from facekit.store.forget import reach_derived
+
+        reach_derived(self, {m: np.frombuffer(b"".join(v), "<f4").reshape(len(v), -1) for m, v in gone.items()},
+                      progress=progress)
+        with self._tx() as cur:
+            cur.execute("DELETE FROM meta WHERE key = 'forget_pending'")
+        self._checkpoint()
+        return int(sum(len(v) for v in gone.values()))
+
+    def _checkpoint(self, tries: int = 50) -> None:
+        """Move every page out of the WAL into the main file and truncate the WAL (zeroed pages
+        included), retrying while another connection reads; warns if it could not."""
+        for _ in range(tries):
+            with self._lock:
+                busy = self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            if not busy:
+                return
+            time.sleep(0.1)
+        warnings.warn(f"{self.path}: another program keeps the store open, so its write-ahead log still holds "
+                      "deleted pages until it closes. Fix: close the other program, then run `facekit gc`")
 
     # -- faces ------------------------------------------------------------------------------
     def add_faces(self, name: str, embeddings: np.ndarray, *, model, sources=None,
@@ -258,17 +307,19 @@ class FaceStore:
         word), or N items each a :class:`PhotoSource` or word. One transaction. The same face
         (same embedding, or same photo) is stored once per person and model. Returns the N ids."""
         name, fp = check_name(name), model_fingerprint(model)
+        consent = self._check_consent(consent)
         x = unit_rows(embeddings, None, f"add_faces({name!r})")
         if sources is None or isinstance(sources, str):
             sources = [sources or "api"] * len(x)
         if len(sources) != len(x):
             raise ValueError(f"add_faces({name!r}): {len(x)} embeddings but {len(sources)} sources")
-        now, ids = time.time(), []
+        now, ids, added = time.time(), [], 0
         with self._tx() as cur:
             row = cur.execute("SELECT dim FROM faces WHERE model = ? LIMIT 1", (fp,)).fetchone()
             if row and row[0] != x.shape[1]:
-                raise ValueError(f"add_faces({name!r}): {x.shape[1]}-D embeddings, but the store holds {row[0]}-D "
-                                 f"ones for model {fp!r}. Fix: embed with that model")
+                raise ValueError(f"add_faces({name!r}): {x.shape[1]}-D embeddings, but the store {self.path} holds "
+                                 f"{row[0]}-D ones for model {fp!r}. Fix: embed with that model (or pass the model "
+                                 "that made these embeddings as model=)")
             pid = self._person_id(cur, name, True, consent)
             for e, src in zip(x, sources):
                 blob = e.tobytes()
@@ -285,15 +336,22 @@ class FaceStore:
                             (pid, fp, x.shape[1], blob, dig, *vals, now))
                 if cur.rowcount == 1:
                     ids.append(int(cur.lastrowid))
+                    added += 1
                 else:
                     row = cur.execute("SELECT id FROM faces WHERE person_id = ? AND model = ? AND (digest = ? "
                                       "OR photo_sha256 = ?)", (pid, fp, dig, vals[2])).fetchone()
                     ids.append(int(row[0]))
+            if added:
+                self._bump(cur)
         return ids
 
     def models(self) -> dict[str, int]:
         """``{model fingerprint: number of faces}``."""
         return {m: int(n) for m, n in self._read("SELECT model, count(*) FROM faces GROUP BY model")}
+
+    def model_dims(self) -> dict[str, int]:
+        """``{model fingerprint: embedding dimensions}`` of the faces stored."""
+        return {m: int(d) for m, d in self._read("SELECT model, min(dim) FROM faces GROUP BY model")}
 
     def embeddings(self, model=None) -> tuple[np.ndarray, list[str], np.ndarray]:
         """All faces of ``model``: ``(X float32 (N, d) unit rows, names (N,), face ids int64 (N,))``,
@@ -322,14 +380,26 @@ class FaceStore:
             x, ids_arr, names = x[ok], ids_arr[ok], [v for v, k in zip(names, ok) if k]
         return x, list(names), ids_arr
 
+    def snapshot(self, model=None) -> tuple[np.ndarray, list[str], np.ndarray, int]:
+        """:meth:`embeddings` and the generation they are of (read again until no write came
+        between), so a file derived from them can record its :class:`~facekit.core.origin.Origin`."""
+        for _ in range(20):
+            gen = self.generation
+            x, names, ids = self.embeddings(model)
+            if self.generation == gen:
+                return x, names, ids, gen
+        raise StoreError(f"{self.path}: the store kept changing while being read. Fix: retry when the other "
+                         "program has finished")
+
     def identifier(self, model=None, *, threshold: float | None = None, allow_empty: bool = False, **kw):
         """A :class:`facekit.recognition.identify.FaceIdentifier` fitted on every stored face of ``model``
         (refit after :meth:`forget`). ``threshold`` None: the model's calibrated "unknown" cut
         (:func:`facekit.models.registry.model_spec`). No faces: :class:`EmptyStoreError`, or None with
-        ``allow_empty=True`` (the live view starts empty)."""
+        ``allow_empty=True`` (the live view starts empty). It records this store as its origin:
+        saved, it is a derived file that :meth:`forget` reaches (:mod:`facekit.store.derived`)."""
         from facekit.recognition.identify import FaceIdentifier, default_threshold
 
-        x, names, _ = self.embeddings(model)
+        x, names, _, gen = self.snapshot(model)
         if not len(x):
             if allow_empty:
                 return None
@@ -338,90 +408,9 @@ class FaceStore:
         fp = model_fingerprint(model)
         if threshold is None:
             threshold = default_threshold(fp)
-        return FaceIdentifier(threshold=threshold, model=fp, **kw).fit(x, names)
-
-    # -- photo cache ------------------------------------------------------------------------
-    def cached_photo(self, path: str | os.PathLike, size: int, mtime_ns: int, model=None) -> list[FaceRecord] | None:
-        """The cached faces of photo ``path`` if it was scanned with ``model`` at this ``size`` and
-        ``mtime_ns`` (``[]``: scanned, no face); None when it must be (re)scanned."""
-        rows = self._read("SELECT id FROM photos WHERE path = ? AND model = ? AND size = ? AND mtime_ns = ?",
-                          (str(path), model_fingerprint(model), int(size), int(mtime_ns)))
-        return self._records(rows[0][0]) if rows else None
-
-    def cached_content(self, sha256: str, model=None) -> list[FaceRecord] | None:
-        """Cached faces of any photo with this content hash (a moved, copied or touched file)."""
-        rows = self._read("SELECT id FROM photos WHERE sha256 = ? AND model = ? LIMIT 1",
-                          (str(sha256), model_fingerprint(model)))
-        return self._records(rows[0][0]) if rows else None
-
-    def photo_index(self, model=None) -> dict[str, tuple[int, int, str]]:
-        """``{path: (size, mtime_ns, sha256)}`` of every cached photo of ``model`` (fast re-scans)."""
-        rows = self._read("SELECT path, size, mtime_ns, sha256 FROM photos WHERE model = ?", (model_fingerprint(model),))
-        return {p: (int(s), int(m), h) for p, s, m, h in rows}
-
-    def photo_faces(self, model=None) -> tuple[np.ndarray, list[str], np.ndarray]:
-        """Every cached photo face of ``model`` (``facekit index``; notebook 07): ``(X float32 (N, d)
-        unit rows, photo paths (N,), boxes float32 (N, 4) px)``, by path then face. Damaged rows
-        (wrong length, NaN, not unit) are left out with a warning naming the photos, never used."""
-        from statistics import mode
-
-        rows = self._read("SELECT p.path, f.box, f.embedding FROM photo_faces f JOIN photos p ON p.id = f.photo_id "
-                          "WHERE p.model = ? ORDER BY p.path, f.idx", (model_fingerprint(model),))
-        d = mode(len(r[2]) for r in rows) // 4 if rows else 0
-        good = [r for r in rows if len(r[1]) == 16 and len(r[2]) == 4 * d
-                and abs(float(np.einsum("i,i->", e := np.frombuffer(r[2], "<f4"), e)) - 1) < 2e-3]
-        if len(good) < len(rows):
-            bad = sorted({r[0] for r in rows} - {r[0] for r in good})
-            warnings.warn(f"{self.path}: {len(rows) - len(good)} cached photo face(s) are damaged and were left out "
-                          f"(photos {bad[:5]}). Fix: `facekit index` those photos again after forget_photo")
-        x = np.frombuffer(b"".join(r[2] for r in good), "<f4").reshape(len(good), d).copy()
-        boxes = np.frombuffer(b"".join(r[1] for r in good), "<f4").reshape(len(good), 4).copy()
-        return x, [r[0] for r in good], boxes
-
-    def _records(self, photo_id: int) -> list[FaceRecord]:
-        rows = self._read("SELECT f.box, f.landmarks, f.confidence, f.embedding, p.name FROM photo_faces f "
-                          "LEFT JOIN people p ON p.id = f.person_id WHERE f.photo_id = ? ORDER BY f.idx", (photo_id,))
-        out = []
-        for box, lm, conf, emb, person in rows:
-            e = np.frombuffer(emb, "<f4")
-            if len(box) != 16 or len(lm) != 40 or not np.isfinite(e).all() or abs(float(e @ e) - 1) > 2e-3:
-                return None  # damaged cache row: rescan the photo
-            out.append(FaceRecord(np.frombuffer(box, "<f4").copy(), np.frombuffer(lm, "<f4").reshape(5, 2).copy(),
-                                  float(conf), e.copy(), person))
-        return out
-
-    def put_photo(self, path: str | os.PathLike, size: int, mtime_ns: int, sha256: str, model,
-                  records: Sequence[FaceRecord]) -> None:
-        """Cache the faces of photo ``path`` (replacing an older entry for it), one transaction.
-        A record's ``person`` must be enrolled already (:class:`UnknownPersonError`)."""
-        fp = model_fingerprint(model)
-        rows = []
-        for i, r in enumerate(records):
-            box = np.asarray(r.box, "<f4").reshape(4)
-            lm = np.asarray(r.landmarks, "<f4").reshape(5, 2)
-            e = unit_rows(r.embedding, None, f"put_photo({str(path)!r}) face {i}")[0]
-            if not (np.isfinite(box).all() and np.isfinite(lm).all() and 0 <= float(r.confidence) <= 1):
-                raise ValueError(f"put_photo({str(path)!r}) face {i}: box, landmarks or confidence not finite "
-                                 "or out of range. Fix: pass the detector's Face values")
-            rows.append((i, box.tobytes(), lm.tobytes(), float(r.confidence), e.tobytes(),
-                         None if r.person is None else check_name(r.person)))
-        with self._tx() as cur:
-            cur.execute("DELETE FROM photos WHERE path = ? AND model = ?", (str(path), fp))
-            cur.execute("INSERT INTO photos (path, model, size, mtime_ns, sha256, scanned) VALUES (?,?,?,?,?,?)",
-                        (str(path), fp, int(size), int(mtime_ns), str(sha256), time.time()))
-            pid = cur.lastrowid
-            for i, box, lm, conf, emb, person in rows:
-                who = None if person is None else self._person_id(cur, person, False)
-                cur.execute("INSERT INTO photo_faces VALUES (?,?,?,?,?,?,?)", (pid, i, box, lm, conf, emb, who))
-
-    def forget_photo(self, path: str | os.PathLike, model=None) -> int:
-        """Drop the cache entry of ``path`` (all models if ``model`` is None). Returns rows removed."""
-        with self._tx() as cur:
-            if model is None:
-                cur.execute("DELETE FROM photos WHERE path = ?", (str(path),))
-            else:
-                cur.execute("DELETE FROM photos WHERE path = ? AND model = ?", (str(path), model_fingerprint(model)))
-            return int(cur.rowcount)
+        ident = FaceIdentifier(threshold=threshold, model=fp, **kw).fit(x, names)
+        ident.origin_ = Origin(self.store_id, gen, str(self.path.resolve()))
+        return ident
 
     # -- whole-store operations (facekit.store.enrol, facekit.core.exchange) ------------------------------
     def check(self) -> list[str]:

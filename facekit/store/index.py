@@ -47,96 +47,23 @@ A trained index is saved between runs by :mod:`facekit.store.index_file` (``face
 from __future__ import annotations
 
 import math
+import os
+from typing import Callable
 
 import numpy as np
 
-from facekit.store.records import unit_rows
 from facekit.core.threads import cpu_count, faiss_threads
+from facekit.store.ivf import TrainedLists
+from facekit.store.records import unit_rows
+from facekit.store.search import (DEAD_REBUILD, EXACT_MAX, FIRST_SHARE, K_FACTOR, MIN_PROBES, MIN_TRAIN,  # noqa: F401
+    OPQ_MIN, PARALLEL_MIN, PQ_M, PROBE_SHARE, RETRAIN_GROWTH, SERIAL_QUERIES, STOP_SHARE, TRAIN_MAX, exact_search,
+    factory_string, nlist_for)
 
 __all__ = ["EXACT_MAX", "FIRST_SHARE", "K_FACTOR", "MIN_PROBES", "PARALLEL_MIN", "PQ_M", "PROBE_SHARE",
            "SERIAL_QUERIES", "STOP_SHARE", "GalleryIndex", "exact_search", "factory_string", "nlist_for"]
 
-#: galleries up to this many faces are searched exactly (numpy); beyond it, the FAISS inverted file.
-#: bench/gallery.py: exact search of 10k faces takes ~0.1 ms for one query on 2 cores, 100k ~2 ms.
-EXACT_MAX = 20_000
-#: the inverted file needs this many faces to train on (k-means, 4-bit PQ), whatever ``exact_max``
-MIN_TRAIN = 1_000
-#: from this many faces the codes are computed after a learnt rotation (OPQ; its training
-#: clusters 256 centroids per sub-vector and wants ~40 faces per centroid)
-OPQ_MIN = 10_000
-#: PQ sub-vectors: 32 x 4 bits = a 16-byte code per 128-D face
-PQ_M = 32
-#: a query visits this share of the inverted lists (160 of 1024 at 1M faces) and at least
-#: MIN_PROBES of them: smaller galleries need a larger share (96 of 256 lists at 100k faces for
-#: 0.99 of exact's rank-1 rate; bench/gallery.py)
-PROBE_SHARE, MIN_PROBES = 5 / 32, 96
-#: identification visits this share of the lists first (32 of 1024 at 1M faces, at least 8) and
-#: stops there when it found a face within STOP_SHARE x its threshold (0.5 for facenet128's 0.8,
-#: where LFW's different-person pairs start at ~1.5): the identity is settled, only a closer photo
-#: of the same person may be missed. bench/gallery.py at 1M faces: rank-1 identification rate
-#: 0.996 of exact's (full search 0.995), one-query median 0.15 ms (full search 0.31 ms).
-FIRST_SHARE, STOP_SHARE = 1 / 32, 0.625
-#: codes re-ranked with the exact vectors, per result asked for
-K_FACTOR = 32
-#: at most this many faces train the lists and codes (256 per list at 1024 lists)
-TRAIN_MAX = 262_144
-#: rebuild (retrain) once the gallery has grown this many times past the size it was trained at
-RETRAIN_GROWTH = 4
-#: rebuild once this share of the indexed faces are removed faces
-DEAD_REBUILD = 0.2
-#: searches of up to this many queries run on one thread (no OpenMP team to wait for) ...
-SERIAL_QUERIES = 16
-#: ... unless the gallery has at least this many faces: then one query's lists are split over threads
-PARALLEL_MIN = 100_000
 
-
-def nlist_for(n: int) -> int:
-    """Inverted lists for ``n`` faces: the power of two nearest sqrt(n) (1024 at 1M faces),
-    16..4096, and at most n / 39 (k-means wants ~40 faces per list)."""
-    want = 2 ** round(math.log2(max(int(n), 1)) / 2)
-    cap = 2 ** math.floor(math.log2(max(int(n) // 39, 16)))
-    return int(min(4096, max(16, min(want, cap))))
-
-
-def factory_string(n: int, dim: int = 128) -> str:
-    """The FAISS ``index_factory`` description used for ``n`` faces of ``dim`` dimensions,
-    e.g. ``"OPQ32_128,IVF1024,PQ32x4fs,RFlat"`` at 1M (see the module docstring)."""
-    m = next(m for m in (PQ_M, 16, 8, 4, 2, 1) if dim % m == 0)
-    opq = f"OPQ{m}_{dim}," if n >= OPQ_MIN else ""
-    return f"{opq}IVF{nlist_for(n)},PQ{m}x4fs,RFlat"
-
-
-def exact_search(gallery: np.ndarray, queries: np.ndarray, k: int = 1, chunk: int = 256) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k nearest rows of ``gallery`` (N, d) for ``queries`` (Q, d), both unit float32.
-
-    Returns ``(distances float32 (Q, k) squared L2 ascending, rows int64 (Q, k))``; rows are -1
-    (distance inf) where the gallery has fewer than ``k`` faces. Queries go in chunks so memory
-    stays at ``chunk * N`` floats; for k = 1 the best row is an ``argmax`` (one pass), otherwise
-    ``argpartition`` then a sort of the k.
-    """
-    q = np.asarray(queries, np.float32)
-    n = len(gallery)
-    dist = np.full((len(q), k), np.inf, np.float32)
-    rows = np.full((len(q), k), -1, np.int64)
-    kk = min(k, n)
-    if kk == 0:
-        return dist, rows
-    for s in range(0, len(q), chunk):
-        sims = q[s:s + chunk] @ gallery.T  # (c, N) cosine similarities
-        if kk == 1:
-            part = np.argmax(sims, axis=1)[:, None]
-        elif kk < n:
-            part = np.argpartition(-sims, kk - 1, axis=1)[:, :kk]
-        else:
-            part = np.broadcast_to(np.arange(n), (len(sims), n))
-        top = np.take_along_axis(sims, part, axis=1)
-        order = np.argsort(-top, axis=1, kind="stable")
-        rows[s:s + chunk, :kk] = np.take_along_axis(part, order, axis=1)
-        dist[s:s + chunk, :kk] = np.clip(2.0 - 2.0 * np.take_along_axis(top, order, axis=1), 0.0, 4.0)
-    return dist, rows
-
-
-class GalleryIndex:
+class GalleryIndex(TrainedLists):
     """Stored face embeddings with their face ids and names, searchable by nearest neighbour.
 
     Parameters
@@ -149,13 +76,15 @@ class GalleryIndex:
         :data:`MIN_PROBES`, set when trained).
     threads : FAISS threads for training and batch searches (default :func:`cpu_count`); one
         query uses them too on galleries of at least :data:`PARALLEL_MIN` faces, else one.
+    model : the fingerprint of the model whose embeddings it holds (set by :meth:`from_store`):
+        errors about queries that do not fit name it.
 
     ``search`` returns face ids (the store's ``faces.id``), ``identify`` names. Exact mode keeps
     the vectors in one numpy array; IVF mode keeps them only inside FAISS (no second copy).
     """
 
     def __init__(self, dim: int = 128, *, exact_max: int = EXACT_MAX, nprobe: int | None = None,
-                 threads: int | None = None):
+                 threads: int | None = None, model: str | None = None):
         if int(dim) < 1 or int(exact_max) < 0 or (nprobe is not None and int(nprobe) < 1) or (
                 threads is not None and int(threads) < 1):
             raise ValueError(f"need dim >= 1, exact_max >= 0, nprobe >= 1, threads >= 1; got {dim}, "
@@ -174,6 +103,29 @@ class GalleryIndex:
         self._ivf = None  # its inverted file, for nprobe and the search implementation
         self._trained_n = 0
         self._order: np.ndarray | None = None
+        self.model = model
+        #: called with the names :meth:`identify` accepted (the store records when it last named them)
+        self.on_match: Callable[[list[str]], None] | None = None
+
+    def _rows(self, x, what: str) -> np.ndarray:
+        """``x`` as unit float32 rows of this index's width; anything else is refused with an error
+        that names both sides and the right call."""
+        if isinstance(x, (str, os.PathLike)) or (isinstance(x, (list, tuple)) and x and isinstance(x[0], (str, os.PathLike))):
+            raise TypeError(f"{what} takes embeddings (float32 (N, {self.dim})), not file paths. Fix: "
+                            "facekit.extract_faces(path) gives each face's .embedding")
+        a = np.asarray(x) if not isinstance(x, (list, tuple)) or not x or not hasattr(x[0], "embedding") else None
+        if a is None:
+            raise TypeError(f"{what} takes embeddings, not FaceEmbedding objects. Fix: pass "
+                            "np.stack([f.embedding for f in faces])")
+        if a.dtype == np.uint8 or (a.ndim >= 3 and a.shape[-1] in (3, 4)):
+            raise TypeError(f"{what} takes embeddings (float32 (N, {self.dim})), got an image-like {a.dtype} array "
+                            f"{a.shape}. Fix: facekit.extract_faces(image) gives each face's .embedding")
+        width = a.shape[-1] if a.ndim in (1, 2) else None
+        if width is not None and width != self.dim:
+            raise ValueError(f"{what}: the embeddings have {width} dimensions, but this gallery index holds "
+                             f"{self.dim}-D faces of model {self.model or '(not recorded)'}. Fix: embed them with "
+                             "that model (the one the store's faces were enrolled with)")
+        return unit_rows(a, self.dim, what)
 
     # -- state ---------------------------------------------------------------------------
     def __len__(self) -> int:
@@ -229,21 +181,25 @@ class GalleryIndex:
 
     # -- building ------------------------------------------------------------------------
     @classmethod
-    def from_store(cls, store, model=None, **kwargs) -> GalleryIndex:
+    def from_store(cls, store, model=None, *, progress: bool = False, **kwargs) -> GalleryIndex:
         """An index of every face of ``model`` (embedder, registry name or fingerprint) in a
-        :class:`facekit.store.db.FaceStore`."""
+        :class:`facekit.store.db.FaceStore` (``progress``: a bar while a large one trains)."""
+        from facekit.store.records import model_fingerprint
+
         x, names, ids = store.embeddings(model)
-        index = cls(x.shape[1] if x.ndim == 2 and x.shape[1] else kwargs.pop("dim", 128), **kwargs)
-        index.add(x, ids, names)
+        index = cls(x.shape[1] if x.ndim == 2 and x.shape[1] else kwargs.pop("dim", 128),
+                    model=model_fingerprint(model), **kwargs)
+        index.add(x, ids, names, progress=progress)
         return index
 
-    def add(self, embeddings: np.ndarray, ids, names) -> None:
+    def add(self, embeddings: np.ndarray, ids, names, *, progress: bool = False) -> None:
         """Add faces: ``embeddings`` float32 (N, dim) unit rows, their face ``ids`` (int64, new)
-        and ``names`` (a list of N names or one name for all)."""
+        and ``names`` (a list of N names or one name for all). ``progress``: a bar while the index
+        trains (when this addition makes it large)."""
         ids = np.asarray(ids, np.int64).ravel()
         if len(ids) == 0:
             return
-        x = unit_rows(embeddings, self.dim, "GalleryIndex.add")
+        x = self._rows(embeddings, "GalleryIndex.add")
         names = [names] * len(ids) if isinstance(names, str) else list(names)
         if not (len(x) == len(ids) == len(names)):
             raise ValueError(f"add needs as many ids and names as embeddings: {len(x)}, {len(ids)}, {len(names)}")
@@ -262,7 +218,7 @@ class GalleryIndex:
             return
         self._x = np.concatenate([self._x, x]) if len(self._x) else x.copy()
         if len(self._ids) > max(self.exact_max, MIN_TRAIN - 1):
-            self._train(self._x)
+            self._train(self._x, progress)
 
     def remove(self, ids) -> int:
         """Remove faces by id (unknown ids are ignored); returns how many were removed."""
@@ -307,63 +263,6 @@ class GalleryIndex:
             self._names.append(name)
         return self._code_of[name]
 
-    def _rebuild(self) -> None:
-        """Drop removed faces and train again on the live ones (exact mode if few are left)."""
-        import faiss
-
-        live = np.flatnonzero(self._alive)
-        x = faiss.downcast_index(self._ann.refine_index).reconstruct_n(0, self._ann.ntotal)[live]
-        self._ids, self._codes, self._alive = self._ids[live], self._codes[live], np.ones(len(live), bool)
-        self._ann = self._ivf = None
-        self._dead = 0
-        self._x = x
-        if len(live) > max(self.exact_max, MIN_TRAIN - 1):
-            self._train(x)
-
-    def _train(self, x: np.ndarray) -> None:
-        import faiss
-
-        n = len(x)
-        index = faiss.index_factory(self.dim, factory_string(n, self.dim), faiss.METRIC_INNER_PRODUCT)
-        sample = x if n <= TRAIN_MAX else x[np.sort(np.random.default_rng(0).choice(n, TRAIN_MAX, replace=False))]
-        with faiss_threads(self.threads):
-            index.train(sample)
-            index.add(x)
-        ivf = faiss.downcast_index(faiss.extract_index_ivf(index))
-        ivf.nprobe = min(ivf.nlist, self._nprobe or max(MIN_PROBES, math.ceil(ivf.nlist * PROBE_SHARE)))
-        index.k_factor = K_FACTOR
-        self._ann, self._ivf, self._trained_n = index, ivf, n
-        self._x = np.zeros((0, self.dim), np.float32)  # FAISS holds the vectors now
-
-    # -- state (the pickle protocol; facekit.store.index_file keeps it in an .npz, no pickle) ---
-    def __getstate__(self) -> dict:
-        """Arrays and numbers only: the FAISS index serialised (IVF mode) or the vectors (exact)."""
-        import faiss
-
-        ann = np.zeros(0, np.uint8) if self._ann is None else faiss.serialize_index(self._ann)
-        return {"dim": self.dim, "exact_max": self.exact_max, "nprobe": self._nprobe or 0, "x": self._x,
-                "ids": self._ids, "codes": self._codes, "alive": self._alive, "names": np.array(self._names, str),
-                "ann": ann, "trained_n": self._trained_n}
-
-    def __setstate__(self, state: dict) -> None:
-        import faiss
-
-        self.__init__(int(state["dim"]), exact_max=int(state["exact_max"]), nprobe=int(state["nprobe"]) or None)
-        self._x = np.asarray(state["x"], np.float32).reshape(-1, self.dim)
-        self._ids, self._codes = np.asarray(state["ids"], np.int64), np.asarray(state["codes"], np.int32)
-        self._alive = np.asarray(state["alive"], bool)
-        self._names = [str(n) for n in state["names"]]
-        self._code_of = {n: i for i, n in enumerate(self._names)}
-        self._dead = int((~self._alive).sum())
-        if len(state["ann"]):
-            self._ann = faiss.deserialize_index(np.asarray(state["ann"], np.uint8))
-            self._ivf = faiss.downcast_index(faiss.extract_index_ivf(self._ann))
-            self._trained_n = int(state["trained_n"])
-        n = len(self._x) if self._ann is None else self._ann.ntotal
-        if not (len(self._ids) == len(self._codes) == len(self._alive) == n) or (
-                len(self._codes) and self._codes.max() >= len(self._names)):
-            raise ValueError("inconsistent gallery index state")
-
     # -- search --------------------------------------------------------------------------
     def search(self, queries: np.ndarray, k: int = 1, *, stop_within: float | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
@@ -376,7 +275,7 @@ class GalleryIndex:
         queries fully. For identification: a face that close settles *who* it is, though a closer
         photo of the same person may sit in a list not visited (:meth:`identify` uses it).
         """
-        q = unit_rows(queries, self.dim, "GalleryIndex.search queries")
+        q = self._rows(queries, "GalleryIndex.search queries")
         k = int(k)
         if k < 1:
             raise ValueError(f"k must be >= 1, got {k}")
@@ -422,17 +321,29 @@ class GalleryIndex:
             out[r, :len(sel)] = self._ids[nodes[r, sel]]
         return dist, out
 
-    def identify(self, queries: np.ndarray, threshold: float) -> tuple[list[str], np.ndarray]:
+    def identify(self, queries: np.ndarray, threshold: float, *, model=None) -> tuple[list[str], np.ndarray]:
         """Nearest-face identification: the nearest stored face's name when its squared L2
         distance is <= ``threshold``, else ``"unknown"``. Returns ``(names, distances float32 (Q,))``.
         A NaN threshold rejects everyone (fails closed). In IVF mode a query stops early once it
-        has found a face within :data:`STOP_SHARE` x ``threshold`` (see :meth:`search`)."""
+        has found a face within :data:`STOP_SHARE` x ``threshold`` (see :meth:`search`).
+        ``model`` (the embedder or fingerprint that made the queries): refused, naming both, when
+        it is not the model of the gallery's faces."""
         from facekit.core.constants import UNKNOWN
 
+        if model is not None and self.model is not None:
+            from facekit.store.records import model_fingerprint
+
+            fp = model_fingerprint(model)
+            if fp != self.model:
+                raise ValueError(f"GalleryIndex.identify: the queries were embedded by model {fp!r}, the gallery's "
+                                 f"faces by {self.model!r}; embeddings of two models are never compared. Fix: embed "
+                                 "the queries with the gallery's model")
         d, ids = self.search(queries, 1, stop_within=STOP_SHARE * float(threshold))
         names = self.names_of(ids[:, 0])
         t = float(threshold)
         out = [n if (n and np.isfinite(t) and dist <= t) else UNKNOWN for n, dist in zip(names, d[:, 0])]
+        if self.on_match is not None and any(n != UNKNOWN for n in out):
+            self.on_match([n for n in out if n != UNKNOWN])
         return out, d[:, 0]
 
     def memory_bytes(self) -> int:

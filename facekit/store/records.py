@@ -33,12 +33,22 @@ class EmptyStoreError(UnknownPersonError):
 
 @dataclass(frozen=True)
 class Person:
-    """One enrolled person: name, when added (unix seconds), consent note, faces (all models)."""
+    """One enrolled person: name, when added (unix seconds), consent note, faces (all models),
+    when the consent note was recorded, their last enrolment (newest face) and the last time
+    identification named them (None: never)."""
 
     name: str
     added: float
     consent: str | None
     faces: int
+    consent_at: float | None = None
+    last_enrolled: float | None = None
+    last_seen: float | None = None
+
+    @property
+    def last_active(self) -> float:
+        """The latest of: added, last enrolment, last match (unix seconds): what retention asks."""
+        return max(v for v in (self.added, self.last_enrolled, self.last_seen) if v is not None)
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,17 @@ def model_fingerprint(model=None) -> str:
 def unit_rows(embeddings, dim: int | None, what: str) -> np.ndarray:
     """``embeddings`` as C-contiguous little-endian float32 ``(N, dim)`` rows of unit norm (N >= 1),
     re-normalised; NaN, inf, all-zero rows or a wrong shape raise ValueError naming ``what``."""
+    if isinstance(embeddings, (str, os.PathLike)) or (isinstance(embeddings, (list, tuple)) and embeddings
+                                                       and isinstance(embeddings[0], (str, os.PathLike))):
+        raise TypeError(f"{what}: takes embeddings (float32 (N, {dim or 'd'})), not file paths. Fix: "
+                        "facekit.extract_faces(path) gives each face's .embedding (or `facekit enrol NAME PHOTO...`)")
+    if isinstance(embeddings, (list, tuple)) and embeddings and hasattr(embeddings[0], "embedding"):
+        raise TypeError(f"{what}: takes embeddings, not FaceEmbedding objects. Fix: pass "
+                        "np.stack([f.embedding for f in faces])")
+    if isinstance(embeddings, np.ndarray) and (embeddings.dtype == np.uint8 or embeddings.ndim > 2):
+        raise TypeError(f"{what}: takes embeddings (float32 (N, {dim or 'd'})), got a {embeddings.dtype} array "
+                        f"{embeddings.shape}: an image or face crops? Fix: facekit.extract_faces(image) (or "
+                        "Embedder.embed(crops)) makes the embeddings")
     x = np.asarray(embeddings, dtype=np.float32)
     x = x[None, :] if x.ndim == 1 else x
     if x.ndim != 2 or x.shape[0] == 0 or x.shape[1] == 0 or (dim is not None and x.shape[1] != dim):
