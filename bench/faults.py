@@ -221,6 +221,8 @@ def kill9(c: Campaign, n: int, after_kill=None) -> None:
             else:
                 first = p.stdout.readline()  # the first enrolment is committed ...
                 time.sleep(rng.uniform(0.0, 0.3))  # ... then a random point of the next ones
+            if p.poll() is not None:  # nothing to kill: the check would pass without testing anything
+                raise RuntimeError(f"the writer exited by itself (rc={p.returncode}) before the kill")
             p.send_signal(signal.SIGKILL)
             done.update(committed(first + p.communicate()[0]))
             if after_kill is not None:

@@ -94,6 +94,10 @@ def test_forget_leaves_no_byte_of_the_person_anywhere(tmp_path, home, celeb_dir,
     code, doc, err = run("forget", PERSON, *common)
     assert code == EXIT_OK and doc["rows"][0]["derived_files"] == 3, err
     assert leftovers([home, store_path.parent, outs], PERSON, vectors) == []
+    # an index run after (or during) the forget does not cache their photos again: it says so
+    code, doc, err = run("index", str(val), *common)
+    assert {Path(f["path"]).parent.name for f in doc["failed"]} == {PERSON} and "forgotten" in err, err
+    assert leftovers([home, store_path.parent, outs], PERSON, vectors) == []
     # the derived files were rebuilt (not only deleted) and still serve everyone else
     code, doc, err = run("identify", str(sorted((val / OTHER).glob("*.jpg"))[0]), *common)
     assert code == EXIT_OK and OTHER in {r["name"] for r in doc["rows"]}, err
@@ -243,3 +247,27 @@ def test_consent_on_every_way_in_and_retention(tmp_path, celeb_dir, embedder):
     code, doc, _ = run("people", "--store", str(store), "--older-than", "30")
     assert sorted(r["name"] for r in doc["rows"]) == sorted(["elton_john", PERSON])
     assert run("people", "--store", str(store), "--older-than", "50")[1]["rows"] == []
+
+
+def test_forgotten_photos_are_not_cached_again_until_the_person_is_enrolled_again(tmp_path, rng):
+    """Tombstones: after forget, a photo of the person (same content, or under a folder named
+    after them) is not cached by a later or concurrent index run; enrolling them again lifts it.
+    The store keeps no byte of the name (only a keyed hash)."""
+    from facekit.store.records import FaceRecord, PhotoSource
+
+    s = FaceStore(tmp_path / "s.sqlite3")
+    a = unit(rng, 2)
+    s.add_faces("Ada", a, model=FP, sources=[PhotoSource("/p/x1.jpg", "11" * 32), PhotoSource("/p/x2.jpg", "22" * 32)])
+    rec = [FaceRecord(np.zeros(4), np.zeros((5, 2)), 0.9, a[0])]
+    assert s.put_photo("/album/Ada/beach.jpg", 1, 1, "33" * 32, FP, rec)
+    s.forget("Ada")
+    assert not s.put_photo("/elsewhere/copy.jpg", 1, 1, "11" * 32, FP, rec)  # the content she was enrolled from
+    assert not s.put_photo("/album/Ada/beach.jpg", 1, 1, "33" * 32, FP, rec)  # her folder, a photo forget removed
+    assert not s.put_photo("/album/Ada/new.jpg", 1, 1, "44" * 32, FP, rec)  # her folder, a new photo
+    assert s.put_photo("/album/Bob/new.jpg", 1, 1, "55" * 32, FP, rec)
+    assert s.photo_index(FP).keys() == {"/album/Bob/new.jpg"}
+    s.close()
+    assert leftovers([tmp_path], "Ada", a[1:]) == []
+    s = FaceStore(tmp_path / "s.sqlite3")
+    s.add_faces("Ada", a, model=FP, consent="agreed again")
+    assert s.put_photo("/album/Ada/new.jpg", 1, 1, "44" * 32, FP, rec)

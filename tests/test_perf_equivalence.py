@@ -260,8 +260,12 @@ def test_fast_detector_odd_images(sample_photos, detector):
     assert faces and max(f.box[2] for f in faces) > 1280  # boxes in full-resolution pixels
 
 
-def test_no_retracing(detector, tf_embedder, sample_photos, rng):
-    """One trace per network whatever the image size / batch size (mtcnn 1.0 re-dispatched eagerly)."""
+def test_no_retracing(tf_embedder, sample_photos, rng):
+    """One trace per network whatever the image size / batch size (mtcnn 1.0 re-dispatched eagerly);
+    the TensorFlow backend's compiled networks (the default detector runs ONNX Runtime)."""
+    from facekit.detection.detector import Detector
+
+    detector = Detector(backend="tensorflow")
     for img in (sample_photos[0], sample_photos[0][::2, ::3], np.ascontiguousarray(sample_photos[2][:300, :200])):
         detector.detect(img)
     for fn in detector.compiled_nets():

@@ -158,7 +158,7 @@ def _place(src: Path, target: Path, mode: str) -> None:
         elif mode == "symlink":
             tmp.symlink_to(src.resolve())
         else:
-            os.link(src, tmp)
+            os.link(src, tmp, follow_symlinks=True)  # a symlinked photo: link the photo, not the link
         os.replace(tmp, target)
     except PermissionError as exc:
         raise PermissionError(f"{target}: permission denied ({exc.strerror}). Fix: export into a folder you own")

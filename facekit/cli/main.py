@@ -73,7 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="replace FILE even if it is another kind of file or "
                    "another store's export")
     add("import", cmd_import, "add the people of an exported .npz file to the store").add_argument("path", metavar="FILE")
-    add("gc", cmd_gc, "remove cached files (saved gallery indexes) of face stores that no longer exist")
+    add("gc", cmd_gc, "remove cached files (saved gallery indexes) of face stores that no longer exist, and "
+        "flush the store's write-ahead log")
     p = add("identify", cmd_identify, "name every face (or 'unknown') with its distance")
     p.add_argument("photos", nargs="*", metavar="PHOTO|DIR")
     p.add_argument("--known", metavar="DIR", help="gallery folder instead of the store: known/NAME.jpg or known/NAME/*.jpg")

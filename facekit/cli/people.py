@@ -92,9 +92,13 @@ def cmd_import(args, out: Outcome) -> int:
 
 def cmd_gc(args, out: Outcome) -> int:
     from facekit.store.derived import gc_cache
+    from facekit.store.records import default_store_path
 
     for path, why in gc_cache():
         out.rows.append({"removed": path, "why": why})
+    if Path(args.store or default_store_path()).expanduser().is_file():  # pages a forget left in the WAL
+        with store_of(args) as store:
+            store.checkpoint()
     if not out.rows and not args.json:
         print("facekit gc: nothing to remove")
     return out.finish(["removed", "why"])

@@ -101,8 +101,8 @@ def walk_files(root: str | os.PathLike, *, recursive: bool = True, suffixes: tup
 
     The walk goes on past what it cannot read and reports each such path in ``problems``:
     a symbolic-link loop (a link that points at itself, or a folder link leading back to a folder
-    already walked), an unreadable folder, a file or folder that vanished mid-walk, a dangling
-    link named like a photo. ``prune(folder, entry names)`` True leaves a folder out (an album
+    already walked or above the walk), an unreadable folder, a file or folder that vanished
+    mid-walk, a dangling link or a pipe named like a photo. ``prune(folder, entry names)`` True leaves a folder out (an album
     export inside the album). ``root`` itself must be a readable folder (OSError otherwise).
     """
     import errno
@@ -177,13 +177,17 @@ def walk_files(root: str | os.PathLike, *, recursive: bool = True, suffixes: tup
                     continue
                 key = (s.st_dev, s.st_ino)
                 if key in seen:
-                    out.problems.append((path, f"symbolic-link loop: leads back to {seen[key]}, which is walked "
-                                               "already; not walked twice. Fix: remove the link if it is a mistake"))
+                    why = (f"symbolic-link loop: leads back to {seen[key]}, which is walked already" if e.is_symlink()
+                           else f"already walked through a symbolic link, as {seen[key]}")
+                    out.problems.append((path, f"{why}; not walked twice. Fix: remove the link if it is a mistake"))
                     continue
                 seen[key] = path
                 walk(path, False)
             elif st_.S_ISREG(s.st_mode) and named_like(e.name):
                 out.files.append((path, s))
+            elif not st_.S_ISREG(s.st_mode) and named_like(e.name):
+                out.problems.append((path, "not a regular file (a pipe, socket or device), so not read; skipped. "
+                                           "Fix: remove it from the folder"))
 
     walk(top, True)
     out.files.sort(key=lambda f: f[0])

@@ -25,9 +25,11 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".we
 MAX_PIXELS = 200_000_000
 #: Photos with more pixels than this are decoded at reduced size (by 2, 4 or 8 per side) so the
 #: array holds at most 50 MP (150 MB RGB). JPEGs are decoded straight at that size (the decoder's
-#: draft mode), so a JPEG of any size up to MAX_PIXELS takes at most ~9 bytes per decoded pixel
-#: at the peak: under 500 MB. Other formats are decoded whole, then reduced: ~6-9 bytes per pixel
-#: of the file, bounded by MAX_PIXELS. :func:`load_image_scaled` says by how much it was reduced.
+#: draft mode), so a baseline JPEG of any size up to MAX_PIXELS takes at most ~9 bytes per decoded
+#: pixel at the peak: under 500 MB (a progressive JPEG also holds its coefficients, ~3 bytes per
+#: pixel of the file: under 1.1 GB at MAX_PIXELS). Other formats are decoded whole, then reduced:
+#: ~6-9 bytes per pixel of the file, bounded by MAX_PIXELS. :func:`load_image_scaled` says by how
+#: much a photo was reduced.
 MAX_DECODED_PIXELS = 50_000_000
 MAX_FILE_BYTES = 512 * 2**20  # 512 MiB: no photo is larger
 #: Caps for camera frames from a browser (JPEG/PNG bytes): 8 MiB and 16 MP (4096 x 4096).
@@ -252,6 +254,9 @@ def check_image_bytes(data: bytes | bytearray | memoryview, *, max_bytes: int = 
 
     from PIL import Image, UnidentifiedImageError
 
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"check_image_bytes / decode_image_bytes take encoded image bytes, got "
+                        f"{type(data).__name__}. Fix: load_image(path) reads a file; an array is an image already")
     n = len(memoryview(data).cast("B")) if not isinstance(data, (bytes, bytearray)) else len(data)
     if n == 0:
         raise ImageLoadError(name, "no image data (0 bytes)", "send a JPEG or PNG frame")

@@ -276,22 +276,26 @@ class FaceStore(PhotoCache):
             cur.execute("DELETE FROM people WHERE id = ?", (pid,))
             self._bump(cur)
             cur.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('forget_pending', 1)")
-        self._checkpoint()
+        self.checkpoint()
         from facekit.store.forget import reach_derived
 
         reach_derived(self, {m: np.frombuffer(b"".join(v), "<f4").reshape(len(v), -1) for m, v in gone.items()},
                       progress=progress)
         with self._tx() as cur:
             cur.execute("DELETE FROM meta WHERE key = 'forget_pending'")
-        self._checkpoint()
+        self.checkpoint()
         return int(sum(len(v) for v in gone.values()))
 
-    def _checkpoint(self, tries: int = 50) -> None:
+    def checkpoint(self, tries: int = 50) -> None:
         """Move every page out of the WAL into the main file and truncate the WAL (zeroed pages
         included), retrying while another connection reads; warns if it could not."""
         for _ in range(tries):
-            with self._lock:
-                busy = self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+            with self._lock:  # a short busy wait per try (TRUNCATE waits for readers to move on)
+                self._con.execute("PRAGMA busy_timeout = 100")
+                try:
+                    busy = self._con.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+                finally:
+                    self._con.execute(f"PRAGMA busy_timeout = {int(self._timeout * 1000)}")
             if not busy:
                 return
             time.sleep(0.1)

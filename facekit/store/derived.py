@@ -32,7 +32,8 @@ from facekit.core.files import file_lock
 from facekit.core.origin import DERIVED_KINDS as KINDS, Origin, origin_problem, store_stamp
 from facekit.core.origin import derived_write as origin_write
 
-__all__ = ["KINDS", "derived_write", "file_origin", "cached_galleries", "gc_cache", "finish_pending_forget"]
+__all__ = ["KINDS", "derived_write", "file_origin", "cached_galleries", "gc_cache", "finish_pending_forget",
+           "abandoned_temps"]
 
 #: temporary files older than this (seconds) in the cache are leftovers of a killed writer
 STALE_TMP_S = 3600
@@ -62,6 +63,14 @@ def cached_galleries(cache: Path | None = None) -> list[Path]:
 
     folder = (cache or cache_dir()) / "galleries"
     return sorted(p for p in folder.glob("*.npz") if not p.name.startswith(".")) if folder.is_dir() else []
+
+
+def abandoned_temps(path: Path) -> list[Path]:
+    """Temporary files beside ``path`` left by writers that were killed mid-write (every facekit
+    writer makes them under the file's lock: when the caller holds it, none of them is in use)."""
+    if not path.parent.is_dir():
+        return []
+    return [p for pattern in (f".{path.name}.*.tmp", f".{path.stem}-*.npz") for p in path.parent.glob(pattern)]
 
 
 def _unlink(path: Path) -> bool:
@@ -119,8 +128,13 @@ def finish_pending_forget(store) -> list[str]:
     for p in cached_galleries():
         paths.setdefault(p, -1)
     for p, g in paths.items():
+        if not p.parent.is_dir():
+            store.unregister_derived(p)
+            continue
         try:
             with file_lock(str(p) + ".lock"):
+                for tmp in abandoned_temps(p):
+                    _unlink(tmp)
                 origin = file_origin(p)
                 if origin is not None and origin.store_id == store.store_id and origin.generation < gen:
                     if _unlink(p):

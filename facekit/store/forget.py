@@ -26,7 +26,7 @@ import numpy as np
 
 from facekit.core.exchange import npz_metadata
 from facekit.core.files import file_lock
-from facekit.store.derived import cached_galleries, file_origin
+from facekit.store.derived import abandoned_temps, cached_galleries, file_origin
 
 __all__ = ["reach_derived"]
 
@@ -39,7 +39,12 @@ def reach_derived(store, gone: dict[str, np.ndarray], *, progress: bool = False)
         files.setdefault(p.resolve(), ("gallery", None))
     done = []
     for path, (kind, model) in sorted(files.items()):
+        if not path.parent.is_dir():  # its folder is gone: so is the file
+            store.unregister_derived(path)
+            continue
         with file_lock(str(path) + ".lock"):
+            for tmp in abandoned_temps(path):  # temporary files of writers killed mid-write hold data too
+                tmp.unlink(missing_ok=True)
             origin = file_origin(path) if path.exists() else None
             if origin is None or origin.store_id != store.store_id:
                 store.unregister_derived(path)  # gone, or no longer this store's file: not ours to touch
