@@ -531,7 +531,7 @@ def _stage(c, F, tag: str, rng, models=(FP,)):
             s.identifier(m, threshold=0.8).save(outs / f"identifier-{m.replace('/', '_')}.npz")
         s.export(outs / "everyone.npz")
         s.export(outs / "person.npz", names=[PERSON])
-    return store, outs, np.asarray(vecs)
+    return store, outs, vecs
 
 
 def _after_forget(F, store, outs, home, vecs, models=(FP,), note="") -> dict:

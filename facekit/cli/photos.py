@@ -13,8 +13,11 @@ def cmd_fetch(args, out: Outcome) -> int:
     from facekit.embedding.facenet import compile_default
     from facekit.core.cache import cache_dir, fetch_all
 
+    from facekit.detection.onnxnets import fp32_paths
+
     fetch_all()  # model weights + sample photos, sha256-checked
     compiled = compile_default()  # the embedding network folded and exported once (ONNX Runtime)
+    fp32_paths()  # MTCNN's three networks exported once from the mtcnn wheel's weights (no TensorFlow)
     out.rows.append({"cache": str(cache_dir()), "compiled": str(compiled or "-"), "status": "ready"})
     return out.finish(["cache", "compiled", "status"])
 
