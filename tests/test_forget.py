@@ -271,3 +271,24 @@ def test_forgotten_photos_are_not_cached_again_until_the_person_is_enrolled_agai
     s = FaceStore(tmp_path / "s.sqlite3")
     s.add_faces("Ada", a, model=FP, consent="agreed again")
     assert s.put_photo("/album/Ada/new.jpg", 1, 1, "44" * 32, FP, rec)
+
+
+def test_a_store_of_the_first_format_gets_an_id_and_keeps_everyone(tmp_path, rng):
+    from facekit.store.schema import _V1
+
+    path = tmp_path / "old.sqlite3"
+    con = sqlite3.connect(path)
+    con.executescript(_V1 + "PRAGMA application_id = 1179341652; PRAGMA user_version = 1;")
+    con.execute("INSERT INTO people (name, added, consent) VALUES ('Ada', 1.0, 'ok')")
+    x = unit(rng, 1)
+    con.execute("INSERT INTO faces (person_id, model, dim, embedding, digest, source, added) VALUES "
+                "(1, ?, 128, ?, x'00', 'api', 1.0)", (FP, x.astype("<f4").tobytes()))
+    con.commit()
+    con.close()
+    with FaceStore(path) as s:
+        assert len(s.store_id) == 32 and s.generation == 0
+        assert [(p.name, p.consent, p.consent_at, p.faces) for p in s.people()] == [("Ada", "ok", 1.0, 1)]
+        np.testing.assert_allclose(s.embeddings(FP)[0], x, atol=1e-6)
+        sid = s.store_id
+    with FaceStore(path) as s:
+        assert s.store_id == sid  # given once

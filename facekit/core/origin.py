@@ -3,10 +3,10 @@
 DESIGN.md, "Derived files". Every file facekit derives from a face store (a saved gallery index,
 an identifier fitted from the store, an export) records an :class:`Origin`: the store's id (a
 random id the store gets when it is created; a store file replaced by another has another id), its
-path, and its *generation* (a counter the store bumps in the same transaction as every change that
-matters: enrol, forget, index). A file whose store is gone, was replaced, or has changed since is
-*stale*: facekit rebuilds it from the store or removes it, and never reads what it holds
-(:class:`StaleFileError` where it can do neither). ``FaceStore.forget`` rebuilds or removes every
+path, and its *generation* (a counter the store bumps in the same transaction as every change of
+what a derived file can hold: enrol, import, consent, forget). A file whose store is gone, was
+replaced, or has changed since is *stale*: facekit rebuilds it from the store or removes it, and
+never reads what it holds (:class:`StaleFileError` where it can do neither). ``FaceStore.forget`` rebuilds or removes every
 derived file it knows of, so a forgotten person outlives forget nowhere.
 
 Layer 0: a store's stamp is read here with :mod:`sqlite3` alone (read-only), so that the layers

@@ -111,7 +111,12 @@ class FaceStore(PhotoCache):
         c.execute("PRAGMA foreign_keys = ON")
         c.execute("PRAGMA secure_delete = ON")
         if ver < SCHEMA_VERSION:
-            migrate(c, ver)
+            try:
+                migrate(c, ver)
+            except sqlite3.OperationalError as exc:
+                raise StoreError(f"{self.path}: written by an older facekit (store version {ver}) and cannot be "
+                                 f"upgraded to version {SCHEMA_VERSION} here ({exc}). Fix: open it once where the "
+                                 "file and its folder are writable") from None
         # WAL + NORMAL: a commit survives the process being killed (the fault campaign's kill -9);
         # durable=True (FULL) also fsyncs every commit, surviving power loss (~5 ms more per write)
         c.execute(f"PRAGMA synchronous = {'FULL' if self.durable else 'NORMAL'}")
@@ -172,7 +177,8 @@ class FaceStore(PhotoCache):
     # -- identity and generation (files derived from the store record both) ------------------
     @property
     def generation(self) -> int:
-        """The store's generation: bumped by every change of its people, faces or photo cache."""
+        """The store's generation: bumped by every change of its people or faces (enrol, import,
+        consent, forget; not by the photo cache, which no derived file holds)."""
         return int(self._read("SELECT value FROM meta WHERE key = 'generation'")[0][0])
 
     def origin(self) -> Origin:
@@ -189,7 +195,7 @@ class FaceStore(PhotoCache):
         return [(p, k, m, int(g)) for p, k, m, g in
                 self._read("SELECT path, kind, model, generation FROM derived ORDER BY path")]
 
-    def unregister_derived(self, path: str | os.PathLike) -> None:
+    def unregister_derived(self, path: str | os.PathLike) -> None:  # gone, or no longer this store's file
         with self._tx() as cur:
             cur.execute("DELETE FROM derived WHERE path = ?", (str(Path(path).resolve()),))
 
@@ -247,18 +253,17 @@ class FaceStore(PhotoCache):
             with self._tx() as cur:
                 cur.executemany("UPDATE people SET last_seen = ? WHERE name = ?", [(time.time(), n) for n in names])
 
-    @property
-    def names(self) -> list[str]:
-        """Enrolled names, sorted."""
-        return [p.name for p in self.people()]
+    names = property(lambda self: [p.name for p in self.people()], doc="Enrolled names, sorted.")
 
     def forget(self, name: str, *, progress: bool = False) -> int:
         """Remove ``name``, all their faces and every cached photo holding them (photos they were
         enrolled from, where a cached face was attributed to them, or under a folder named after
         them) in one transaction; the deleted bytes are zeroed and the WAL checkpointed and
-        truncated. Then every derived file facekit knows of (saved gallery indexes, identifiers,
-        exports: :mod:`facekit.store.derived`) is rebuilt without them or removed. Returns the
-        number of faces removed. Unknown names raise :class:`UnknownPersonError`."""
+        truncated. Keyed hashes of their name and photos stay (:mod:`facekit.store.tombstones`), so
+        an index run does not cache their photos again. Then every derived file facekit knows of
+        (saved gallery indexes, identifiers, exports: :mod:`facekit.store.forget`) is rebuilt
+        without them or removed; a forget stopped before that is completed when the store is next
+        opened. Returns the number of faces removed. Unknown names: :class:`UnknownPersonError`."""
         name = check_name(name)
         with self._tx() as cur:
             pid = self._person_id(cur, name, False)

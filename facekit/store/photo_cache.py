@@ -2,8 +2,9 @@
 
 A mixin of :class:`facekit.store.db.FaceStore` (notebook 07, ``facekit index``): tables ``photos``
 (path, size, mtime, content sha256, model fingerprint) and ``photo_faces`` (each detected face's
-box, landmarks, confidence and embedding, and the person it was attributed to, if any). Every
-change bumps the store's generation (:mod:`facekit.store.schema`).
+box, landmarks, confidence and embedding, and the person it was attributed to, if any). No file
+derived from the store holds the cache, so changing it leaves the store's generation as it is
+(:mod:`facekit.store.schema`): an index run does not make the saved gallery index stale.
 """
 
 from __future__ import annotations
@@ -101,7 +102,6 @@ class PhotoCache:
             for i, box, lm, conf, emb, person in rows:
                 who = None if person is None else self._person_id(cur, person, False)
                 cur.execute("INSERT INTO photo_faces VALUES (?,?,?,?,?,?,?)", (pid, i, box, lm, conf, emb, who))
-            self._bump(cur)
         return True
 
     def forget_photo(self, path: str | os.PathLike, model=None) -> int:
@@ -111,7 +111,4 @@ class PhotoCache:
                 cur.execute("DELETE FROM photos WHERE path = ?", (str(path),))
             else:
                 cur.execute("DELETE FROM photos WHERE path = ? AND model = ?", (str(path), model_fingerprint(model)))
-            n = int(cur.rowcount)
-            if n:
-                self._bump(cur)
-            return n
+            return int(cur.rowcount)

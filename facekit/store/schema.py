@@ -3,8 +3,10 @@
 Version 2 (issue 25) adds the store's identity and the derived-file table:
 
 - ``meta``: ``store_id`` (random, given once: a store file replaced by another has another id)
-  and ``generation`` (bumped in the same transaction as every change that matters: enrol,
-  forget, index; files derived from the store record both, :mod:`facekit.core.origin`);
+  and ``generation`` (bumped in the same transaction as every change of what a derived file can
+  hold: people, faces, consent notes: enrol, import, forget; forget also empties the photo cache
+  of the person. An index run changes only the photo cache, which no derived file holds, so it
+  leaves the generation; files derived from the store record both, :mod:`facekit.core.origin`);
   ``forget_pending`` while a forget has not yet reached every derived file;
 - ``derived``: every file facekit derived from the store (saved gallery indexes, identifiers,
   exports), with its kind, model and the generation it was written at, so forget can reach it;
