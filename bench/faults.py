@@ -11,13 +11,16 @@ per entry of :data:`COUNTERS`:
 - ``unclear_errors``: an error the check did not declare (its kind and a message pattern, see
   :class:`Expect`), a declared kind whose message names neither the file nor the fix, or any
   other exception escaping a check (a crash is never "clear");
+- ``forgotten_leftovers``: files facekit wrote that still hold a forgotten person's name or one of
+  their embedding vectors, found by a byte search after ``forget`` (``bench/faults_forget.py``);
 
 and ``seconds`` and ``failures`` (which faults missed, why). Targets: faults_tried >= 60, every
-counter 0. Adding a kind of damage to count = one name in :data:`COUNTERS` that checks return.
+counter 0 (issue 25: faults_tried >= 220). Adding a kind of damage to count = one name in :data:`COUNTERS` that checks return.
 
 Kinds (``--only KIND`` runs one; ``--quick`` runs fewer repetitions, as tests/test_faults.py does):
 kill9, concurrent, notebooks, store_file, export_file, identifier_file, names, values, frames,
-bomb, caches (sdist, model, ONNX, LFW cache: each in a temporary FACEKIT_HOME, never the real one).
+bomb, caches (sdist, model, ONNX, LFW cache: each in a temporary FACEKIT_HOME, never the real one),
+and issue 25's walks, large, kinds, misfit, overwrite, forget, writers (``bench/faults_forget.py``).
 """
 
 from __future__ import annotations
@@ -42,6 +45,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
+
+import faults_forget  # noqa: E402  (issue 25's kinds: forget, walks, large images, misfits, writers)
 
 FP = "facenet128/faults"
 HOSTILE_NAMES = ["", " ", "../x", "/abs/path", "a/b", "a\\b", ".", "..", ".hidden", "a\nb", "nul\x00byte",
@@ -49,7 +55,7 @@ HOSTILE_NAMES = ["", " ", "../x", "/abs/path", "a/b", "a\\b", ".", "..", ".hidde
                  "CON", "a:b", "...", "in\ttab"]
 
 #: What a check can count; each is a key of the JSON line. A check returns ``score(note, **counts)``.
-COUNTERS = ("data_lost", "wrong_accepts", "unclear_errors")
+COUNTERS = ("data_lost", "wrong_accepts", "unclear_errors", faults_forget.COUNTER)
 
 
 def unit(rng, n, d=128):
@@ -719,7 +725,7 @@ def caches(c: Campaign, onnx: bool) -> None:
 
 
 KINDS = ("kill9", "concurrent", "notebooks", "store_file", "export_file", "identifier_file", "names", "values",
-         "frames", "bomb", "caches")
+         "frames", "bomb", "caches", *faults_forget.KINDS)
 
 
 def campaign(only: str | None = None, quick: bool = False, real_notebooks: bool = False,
@@ -733,6 +739,7 @@ def campaign(only: str | None = None, quick: bool = False, real_notebooks: bool 
             "export_file": lambda: export_file(c, n), "identifier_file": lambda: identifier_file(c, n),
             "names": lambda: names(c), "values": lambda: values(c), "frames": lambda: frames(c),
             "bomb": lambda: bomb(c), "caches": lambda: caches(c, onnx and not quick)}
+    plan.update(faults_forget.plan(c, sys.modules[__name__], quick))
     kinds = KINDS if only is None else only.split(",")
     unknown = set(kinds) - set(plan)
     if unknown:

@@ -782,8 +782,6 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import faults as F
 
-    if COUNTER not in F.COUNTERS:
-        F.COUNTERS = (*F.COUNTERS, COUNTER)
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", help=f"comma-separated kinds of {KINDS}")
     ap.add_argument("--quick", action="store_true")

@@ -158,7 +158,7 @@ def test_only_declared_errors_are_clear(tmp_path):
     with pytest.raises(TypeError, match="score"):
         c.run("planted", "old tuple", lambda: (0, 0, 0, "note"))
     with pytest.raises(KeyError, match="COUNTERS"):
-        faults.score(forgotten_leftovers=1)
+        faults.score(leftovers_of_some_kind=1)
 
 
 def test_last_line_is_one_json_object_with_every_counter():
@@ -166,5 +166,6 @@ def test_last_line_is_one_json_object_with_every_counter():
                          capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
     res = json.loads(out.stdout.strip().splitlines()[-1])
-    assert {"faults_tried", "data_lost", "wrong_accepts", "unclear_errors", "seconds", "failures"} <= set(res)
+    assert {"faults_tried", "data_lost", "wrong_accepts", "unclear_errors", "forgotten_leftovers", "seconds",
+            "failures"} <= set(res)
     assert res["faults_tried"] == 7 and res["failures"] == []

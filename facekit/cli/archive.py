@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from facekit.cli.common import EXIT_INTERRUPTED, EXIT_OK, Outcome, embedder_of, refresh_gallery_of, store_of
+from facekit.cli.common import EXIT_INTERRUPTED, EXIT_OK, Outcome, embedder_of, refresh_gallery_of, store_for_model
 
 
 def detector_settings(args):
@@ -17,7 +17,7 @@ def detector_settings(args):
 
 
 def cmd_index(args, out: Outcome) -> int:
-    store = store_of(args)
+    store = store_for_model(args, out, photos=True)  # another --model: re-embed the cached photos first
     settings = detector_settings(args)
     if args.engine == "ray":
         from facekit.album.ray import index_folder_ray
@@ -72,7 +72,7 @@ def cmd_live(args, out: Outcome) -> int:
             raise FileExistsError(f"{target}: already exists; facekit does not write over it. Fix: choose a new "
                                   "file name, or pass --force to replace it")
         tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix or '.mp4'}")
-    ident = store_of(args).identifier(embedder_of(args), allow_empty=True)
+    ident = store_for_model(args, out).identifier(embedder_of(args), allow_empty=True)
     rec = LiveRecognizer(ident, embedder=embedder_of(args))
     src = VideoSource(args.source)
     writer, done = None, False

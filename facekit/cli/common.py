@@ -10,7 +10,7 @@ from pathlib import Path
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_NOT_FOUND", "EXIT_INTERRUPTED", "EPILOG", "Outcome",
            "jsonable", "table", "store_of", "embedder_of", "photo_files", "faces_in", "report_error",
-           "refresh_gallery_of", "gc_at_start", "NO_CACHE_COMMANDS"]
+           "refresh_gallery_of", "gc_at_start", "NO_CACHE_COMMANDS", "store_for_model"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -74,6 +74,27 @@ def store_of(args):
 
     gc_at_start(args)
     return FaceStore(args.store)
+
+
+def store_for_model(args, out: Outcome, *, photos: bool = False):
+    """The store of ``--store``, switched to ``--model``: people enrolled only with other models
+    get faces of this one, re-embedded from their photos with a progress bar; what cannot be
+    (webcam faces, photos moved or changed) is printed with the fix (:mod:`facekit.store.switch`).
+    ``photos``: also the photo cache of ``facekit index``."""
+    from facekit.store.switch import people_without
+
+    store, emb = store_of(args), embedder_of(args)
+    lacking = people_without(store, emb)
+    if lacking or (photos and any(m != emb.fingerprint for m in store.photo_models())):
+        if lacking:
+            print(f"facekit: {len(lacking)} enrolled people have no {emb.spec.name} faces yet; re-embedding their "
+                  "photos", file=sys.stderr)
+        report = store.switch_model(emb, photos=photos, progress=not args.quiet)
+        if report.faces or report.photos or report.missing:
+            print("facekit: " + report.summary().replace("\n", "\nfacekit: "), file=sys.stderr)
+        out.extra["switched"] = {"model": report.model, "faces": report.faces, "photos": report.photos,
+                                 "missing": [list(m) for m in report.missing]}
+    return store
 
 
 #: commands that do not use facekit's cache folder (no clean-up at their start)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from facekit.cli.common import Outcome, embedder_of, faces_in, photo_files, store_of
+from facekit.cli.common import Outcome, embedder_of, faces_in, photo_files, store_for_model
 
 
 # -- subcommands ---------------------------------------------------------------------------------
@@ -101,7 +101,7 @@ def cmd_identify(args, out: Outcome) -> int:
     else:
         from facekit.store.index_file import gallery_from_store
 
-        store = store_of(args)
+        store = store_for_model(args, out)
         index = gallery_from_store(store, emb)  # a large gallery's trained index is kept between runs
         targets = args.photos
     if not targets:

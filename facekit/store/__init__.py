@@ -2,4 +2,4 @@
 :mod:`.schema`, :mod:`.photo_cache`), enrolment and exchange (:mod:`.enrol`), the FAISS gallery index
 (:mod:`.index`, :mod:`.ivf`, :mod:`.search`) and its saved file (:mod:`.index_file`), and the files
 derived from a store: how they are written and cleaned up (:mod:`.derived`) and how forget reaches
-them (:mod:`.forget`)."""
+them (:mod:`.forget`); switching a store to another model re-embeds from its photos (:mod:`.switch`)."""

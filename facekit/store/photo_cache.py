@@ -1,4 +1,5 @@
-"""The face store's photo-folder cache: each scanned photo's faces, so a re-scan only reads what changed.
+"""The face store's photos: the photo-folder cache (each scanned photo's faces, so a re-scan only
+reads what changed) and where each enrolled face came from (what a model switch re-embeds from).
 
 A mixin of :class:`facekit.store.db.FaceStore` (notebook 07, ``facekit index``): tables ``photos``
 (path, size, mtime, content sha256, model fingerprint) and ``photo_faces`` (each detected face's
@@ -103,6 +104,31 @@ class PhotoCache:
                 who = None if person is None else self._person_id(cur, person, False)
                 cur.execute("INSERT INTO photo_faces VALUES (?,?,?,?,?,?,?)", (pid, i, box, lm, conf, emb, who))
         return True
+
+    def photo_models(self) -> dict[str, int]:
+        """``{model fingerprint: number of cached photos}`` (a model switch re-embeds from these)."""
+        return {m: int(n) for m, n in self._read("SELECT model, count(*) FROM photos GROUP BY model")}
+
+    def face_sources(self) -> list[tuple[str, str, str, str | None, str | None, tuple | None]]:
+        """Where every enrolled face came from, for a model switch (:mod:`facekit.store.switch`):
+        ``(person, model fingerprint, source, photo path, photo sha256, box px or None)`` per face;
+        ``source`` is ``"photo"`` or the word it was added with (``"camera"``, ``"api"``: no photo kept)."""
+        rows = self._read("SELECT p.name, f.model, f.source, f.photo_path, f.photo_sha256, f.box FROM faces f "
+                          "JOIN people p ON p.id = f.person_id ORDER BY f.id")
+        out = []
+        for name, model, source, path, sha, box in rows:
+            try:
+                b = None if box is None else tuple(float(v) for v in box.strip("[]").split(","))
+            except ValueError:
+                b = None  # a damaged box: the largest face is taken instead
+            out.append((name, model, source, path, sha, b if b is None or len(b) == 4 else None))
+        return out
+
+    def switch_model(self, model, **kw):
+        """Embed with ``model`` what other models hold, from the photos (:func:`facekit.store.switch.switch_model`)."""
+        from facekit.store.switch import switch_model
+
+        return switch_model(self, model, **kw)
 
     def forget_photo(self, path: str | os.PathLike, model=None) -> int:
         """Drop the cache entry of ``path`` (all models if ``model`` is None). Returns rows removed."""
