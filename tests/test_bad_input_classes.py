@@ -80,6 +80,24 @@ def test_folder_walks_report_each_bad_path_and_go_on(tmp_path, celeb_dir, embedd
     assert doc["rows"][0]["indexed"] == 2 and doc["rows"][0]["faces"] >= 2
 
 
+def test_the_ray_engine_reports_bad_paths_too(tmp_path, celeb_dir, capsys):
+    """`facekit index --engine ray` on a tree with a link loop and a folder link back up: both
+    named in "failed" (exit 1), every photo indexed, on a real local Ray instance."""
+    from facekit.cli.main import EXIT_FAILED, main
+
+    root = tmp_path / "photos"
+    root.mkdir()
+    for who in ("ben_afflek", "madonna"):
+        (root / f"{who}.jpg").write_bytes(sorted((celeb_dir / "train" / who).glob("*.jpg"))[0].read_bytes())
+    (root / "loop.jpg").symlink_to("loop.jpg")
+    (root / "up").symlink_to(root)
+    code = main(["index", str(root), "--engine", "ray", "--num-cpus", "1", "--store", str(tmp_path / "s.sqlite3"),
+                 "--json", "-q"])
+    doc = json.loads(capsys.readouterr().out)
+    assert code == EXIT_FAILED and {Path(f["path"]).name for f in doc["failed"]} == {"loop.jpg", "up"}
+    assert doc["rows"][0]["indexed"] == 2 and doc["rows"][0]["engine"] == "ray"
+
+
 LARGE = textwrap.dedent("""
     import json, resource, sys
     from facekit.core.images import ImageLoadError, load_image_scaled
@@ -149,6 +167,7 @@ def test_very_large_valid_images_decode_reduced_within_a_memory_bound(tmp_path):
 def test_arguments_of_the_wrong_kind_name_the_right_call(tmp_path, sample_face, sample_face_path, rng):
     from facekit.core.images import as_rgb, load_image
     from facekit.store.enrol import enrol_faceset, enrol_folder
+    from facekit.recognition.identify import FaceIdentifier
     from facekit.store.index import GalleryIndex
 
     cases = [
@@ -168,7 +187,10 @@ def test_arguments_of_the_wrong_kind_name_the_right_call(tmp_path, sample_face, 
         (lambda: index.identify([str(sample_face_path)], 0.8), "extract_faces(path)"),
         (lambda: enrol_folder(s, [sample_face_path]), "facekit enrol NAME PHOTO"),
         (lambda: enrol_faceset(s, str(sample_face_path)), "enrol_folder(store, root)"),
+        (lambda: ident.predict(str(sample_face_path)), "extract_faces(photo)"),  # a path where embeddings go
+        (lambda: ident.predict(sample_face), "extract_faces(photo)"),  # a photo where embeddings go
     ]
+    ident = FaceIdentifier().fit(unit(rng, 3), ["Ada", "Bo", "Cy"])
     for call, fix in cases:
         with pytest.raises(TypeError) as err:
             call()

@@ -320,10 +320,11 @@ def index_folder_ray(root: str | os.PathLike, store, *, address: str | None = No
     ``settings`` (:class:`~facekit.detection.settings.DetectorSettings`) and ``model`` / ``precision``
     as for the local engine: the workers rebuild the same detector and embedder."""
     t0 = time.perf_counter()
-    files = list_photos(root)
+    problems: list[tuple[str, str]] = []  # link loops, unreadable folders, files gone mid-walk: reported
+    files = list_photos(root, problems=problems)
     model = embedder_for(None, precision, model).fingerprint
     todo = todo_photos(store, files, model)
-    report = IndexReport(photos=len(files), cached=len(files) - len(todo), engine="ray")
+    report = IndexReport(photos=len(files), cached=len(files) - len(todo), engine="ray", failed=list(problems))
     rows: list[dict] = []
     if todo:
         with tempfile.TemporaryDirectory(prefix="facekit-shards-") as tmp:

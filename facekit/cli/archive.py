@@ -72,7 +72,9 @@ def cmd_live(args, out: Outcome) -> int:
             raise FileExistsError(f"{target}: already exists; facekit does not write over it. Fix: choose a new "
                                   "file name, or pass --force to replace it")
         tmp = target.with_name(f".{target.stem}.{os.getpid()}.tmp{target.suffix or '.mp4'}")
-    ident = store_for_model(args, out).identifier(embedder_of(args), allow_empty=True)
+    store = store_for_model(args, out)
+    ident = store.identifier(embedder_of(args), allow_empty=True)
+    seen: set[str] = set()
     rec = LiveRecognizer(ident, embedder=embedder_of(args))
     src = VideoSource(args.source)
     writer, done = None, False
@@ -82,6 +84,7 @@ def cmd_live(args, out: Outcome) -> int:
                 break
             r = rec.process(frame)
             out.rows.append({"frame": i, "names": list(r.names), "latency_ms": round(float(r.latency_ms), 1)})
+            seen.update(r.names)
             if not args.json and not args.quiet:
                 print(f"frame {i}: {', '.join(r.names) or '-'}", flush=True)
             if tmp is not None:
@@ -95,6 +98,9 @@ def cmd_live(args, out: Outcome) -> int:
         done = True
     finally:
         src.close()
+        from facekit.core.constants import UNKNOWN
+
+        store.record_matches(sorted(seen - {UNKNOWN}))  # retention: `facekit people --older-than`
         if writer is not None:
             writer.release()
         if tmp is not None:  # the video appears whole, or not at all

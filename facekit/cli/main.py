@@ -7,7 +7,8 @@ without importing TensorFlow for ``people``/``forget``/``--help``.
 Exit codes (also in ``facekit --help`` and the README):
 
   0    success
-  1    some inputs failed (unreadable photo or folder, missing file); the others were processed
+  1    some inputs failed (unreadable photo or folder, missing file, a damaged or stale store or
+       file); the others were processed
   2    usage error (bad option, bad name, bad value)
   3    nothing found: no face in a photo, an unknown person, an empty store
   130  interrupted (Ctrl-C); what was committed to the store stays committed
@@ -112,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``facekit`` console script; returns the exit code."""
     from facekit.core.images import ImageLoadError
+    from facekit.core.origin import StaleFileError
+    from facekit.store.records import StoreError
 
     args = build_parser().parse_args(argv)
     if getattr(args, "known", None) and not getattr(args, "unknown", None) and not args.photos:
@@ -125,7 +128,7 @@ def main(argv: list[str] | None = None) -> int:
         return report_error(args, out, "interrupted; work committed so far is kept", EXIT_INTERRUPTED)
     except LookupError as exc:  # UnknownPersonError, EmptyStoreError
         return report_error(args, out, str(exc), EXIT_NOT_FOUND)
-    except (ImageLoadError, OSError) as exc:
+    except (ImageLoadError, OSError, StoreError, StaleFileError) as exc:  # a file facekit cannot use
         return report_error(args, out, str(exc), EXIT_FAILED)
     except ValueError as exc:  # bad names, values: the API's own messages
         return report_error(args, out, f"error: {exc}", EXIT_USAGE)

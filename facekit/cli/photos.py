@@ -102,7 +102,7 @@ def cmd_identify(args, out: Outcome) -> int:
         from facekit.store.index_file import gallery_from_store
 
         store = store_for_model(args, out)
-        index = gallery_from_store(store, emb)  # a large gallery's trained index is kept between runs
+        index = gallery_from_store(store, emb, progress=not args.quiet)  # trained once per store change, kept
         targets = args.photos
     if not targets:
         raise ValueError("identify needs PHOTO... or DIR (or --known DIR --unknown DIR)")

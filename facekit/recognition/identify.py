@@ -67,6 +67,10 @@ def default_threshold(model: str | None = None) -> float:
 
 def _unit(x: np.ndarray, what: str) -> np.ndarray:
     """Rows of ``x`` as float32 (N, d) scaled to unit L2 norm (non-finite rows stay non-finite)."""
+    if isinstance(x, (str, os.PathLike)) or (isinstance(x, np.ndarray) and x.dtype.kind in "USO") or \
+            (isinstance(x, np.ndarray) and x.ndim == 3 and x.dtype == np.uint8):
+        raise TypeError(f"{what} takes embeddings (N, d) float32, not a photo or a path. Fix: embed it first: "
+                        "facekit.extract_faces(photo) gives each face's .embedding (or use identify_photo)")
     x = np.asarray(x, dtype=np.float32)
     if x.ndim == 1:
         x = x[None, :]
