@@ -44,6 +44,7 @@ equal to ~1e-6, tested to 1e-5 in tests/test_scale.py).
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import tempfile
@@ -227,6 +228,19 @@ def read_shard(shard: str) -> list[dict]:
     return pq.read_table(path, filesystem=fs, schema=row_schema()).to_pylist()
 
 
+@contextlib.contextmanager
+def _log_level(name: str, level: int):
+    """Ray's Python logger ``name`` at ``level`` for a while (a command prints only its own output
+    and progress: without progress, Ray Data's execution notes are not the user's business)."""
+    log = logging.getLogger(name)
+    before = log.level
+    log.setLevel(level)
+    try:
+        yield
+    finally:
+        log.setLevel(before)
+
+
 def _start_ray(address: str | None, num_cpus: int | None, object_store_mb: int | None):
     """``(ray, owned)``: join ``address`` or start a local instance (owned: shut down after)."""
     import ray
@@ -242,8 +256,9 @@ def _start_ray(address: str | None, num_cpus: int | None, object_store_mb: int |
     # a new worker set up through Ray's runtime-env agent (2.6 s per actor on 2 cores) instead of
     # taking one of the idle workers Ray keeps started (0.1-0.2 s); workers inherit this
     # process's environment anyway
-    ray.init(num_cpus=num_cpus or cpu_count(), include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING,
-             object_store_memory=(object_store_mb or 256) * 2 ** 20)
+    # logging ERROR: no notices of the local instance's set-up (token authentication) on the terminal
+    ray.init(num_cpus=num_cpus or cpu_count(), include_dashboard=False, log_to_driver=False,
+             logging_level=logging.ERROR, object_store_memory=(object_store_mb or 256) * 2 ** 20)
     return ray, True
 
 
@@ -291,8 +306,9 @@ def ray_shards(files: list[PhotoFile], out_dir: str | os.PathLike, *, model: str
                                 batch_size=4 * batch_size, batch_format="pandas", num_cpus=embed_cpus,
                                 compute=pool(size=max(1, (cpus - detect_actors) // embed_cpus)))
         try:
-            for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
-                yield from (str(s) for s in batch["shard"])
+            with _log_level("ray.data", logging.INFO if progress else logging.ERROR):
+                for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                    yield from (str(s) for s in batch["shard"])
         finally:
             ctx.enable_progress_bars = shown
     finally:
