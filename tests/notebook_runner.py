@@ -14,6 +14,7 @@ outputs and widget state included, is written there, so the book can reuse what 
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -87,14 +88,20 @@ def run_notebook(path: str | os.PathLike, params: dict | None = None, timeout: i
     nb = nbformat.read(path, as_version=4)
     if params:
         inject_parameters(nb, params)
-    if env is None:
-        env = {"FACEKIT_STORE": str(Path(tempfile.mkdtemp(prefix="facekit-nb-store-")) / "faces.sqlite3")}
+    store_dir = None
+    if env is None:  # a store of its own, removed after the run (it holds the notebook's enrolments)
+        store_dir = tempfile.mkdtemp(prefix="facekit-nb-store-")
+        env = {"FACEKIT_STORE": str(Path(store_dir) / "faces.sqlite3")}
     km_env = dict(os.environ)
     km_env.update(env)
     client = NotebookClient(nb, timeout=timeout, kernel_name=kernel_name, store_widget_state=True,
                             resources={"metadata": {"path": str(path.parent)}})
     t0 = time.perf_counter()
-    client.execute(env=km_env)
+    try:
+        client.execute(env=km_env)
+    finally:
+        if store_dir is not None:
+            shutil.rmtree(store_dir, ignore_errors=True)
     seconds = time.perf_counter() - t0
     save_to = save_to or os.environ.get("FACEKIT_EXECUTED_DIR")
     if save_to:

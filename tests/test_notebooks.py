@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 from pathlib import Path
 
 import nbformat
@@ -90,8 +91,13 @@ def test_runs_headless_in_small_mode(path, request):
         request.getfixturevalue("lfw_home_dir")  # LFW there (or a loud skip / a failure in CI)
     # executed copies go to _build/executed: the book build (tests/test_book.py) reuses them
     save_to = os.environ.get("FACEKIT_EXECUTED_DIR") or NOTEBOOKS.parent / "_build" / "executed"
+    tmp = Path(tempfile.gettempdir())
+    before = set(os.listdir(tmp))
     nb, seconds = run_notebook(path, {"SMALL": True}, timeout=900, save_to=save_to)
     errors = [o for c in nb.cells if c.cell_type == "code" for o in c.get("outputs", [])
               if o.get("output_type") == "error"]
     assert not errors
+    # the notebooks' temporary folders (demo stores, album copies, videos) are gone with the kernel
+    left = sorted(n for n in set(os.listdir(tmp)) - before if n.startswith(("facekit-nb", "a3-store-")))
+    assert not left, f"{path.name} left {left} in {tmp}"
     print(f"{path.name}: {seconds:.1f} s")
