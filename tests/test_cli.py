@@ -87,8 +87,17 @@ def enrolled(tmp_path_factory, photos):
 
 @pytest.fixture()
 def store_copy(enrolled, tmp_path):
+    """A copy of :func:`enrolled` made with SQLite's backup API: a plain file copy would miss what
+    is still in the write-ahead log (the enrolments, when no checkpoint ran yet)."""
+    import sqlite3
+
     dst = tmp_path / "faces.sqlite3"
-    shutil.copy(enrolled, dst)
+    src, out = sqlite3.connect(enrolled), sqlite3.connect(dst)
+    try:
+        src.backup(out)
+    finally:
+        src.close()
+        out.close()
     return str(dst)
 
 
@@ -201,6 +210,17 @@ def test_enrol_forget_and_bad_names(capsys, store_copy, val, photos):
     assert js(capsys, "forget", "ben_afflek", "--store", store_copy)[0] == EXIT_NOT_FOUND  # unknown name
     assert js(capsys, "enrol", "../evil", ben, "--store", store_copy)[0] == EXIT_USAGE
     assert "../evil" not in {r["name"] for r in js(capsys, "people", "--store", store_copy)[1]["rows"]}
+
+
+def test_a_plain_copy_after_a_command_holds_everything(capsys, photos, tmp_path):
+    """A command closes its store, so SQLite folds the write-ahead log into the file: copying
+    faces.sqlite3 alone (the README's backup) right after `facekit enrol` keeps the enrolment."""
+    store = tmp_path / "faces.sqlite3"
+    assert js(capsys, "enrol", "madonna", *map(str, photos["madonna"][:2]), "--store", str(store))[0] == EXIT_OK
+    assert not Path(f"{store}-wal").exists() or Path(f"{store}-wal").stat().st_size == 0
+    shutil.copy(store, tmp_path / "copy.sqlite3")
+    with FaceStore(tmp_path / "copy.sqlite3") as s:
+        assert [(p.name, p.faces) for p in s.people()] == [("madonna", 2)]
 
 
 def test_precision_int8(capsys, photos, val, store):

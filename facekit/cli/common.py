@@ -10,7 +10,7 @@ from pathlib import Path
 
 __all__ = ["EXIT_OK", "EXIT_FAILED", "EXIT_USAGE", "EXIT_NOT_FOUND", "EXIT_INTERRUPTED", "EPILOG", "Outcome",
            "jsonable", "table", "store_of", "embedder_of", "photo_files", "faces_in", "report_error",
-           "refresh_gallery_of", "gc_at_start", "NO_CACHE_COMMANDS", "store_for_model"]
+           "refresh_gallery_of", "gc_at_start", "NO_CACHE_COMMANDS", "store_for_model", "close_store"]
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_NOT_FOUND, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -68,12 +68,24 @@ def table(rows: list[dict], columns: list[str]) -> str:
 
 # -- shared helpers ------------------------------------------------------------------------------
 def store_of(args):
-    """The face store of ``--store`` (default ``$FACEKIT_STORE``); the first call of a command
-    cleans the cache first (:func:`gc_at_start`)."""
+    """The face store of ``--store`` (default ``$FACEKIT_STORE``), one per command, closed when the
+    command ends (:func:`close_store`); the first call of a command cleans the cache first
+    (:func:`gc_at_start`)."""
     from facekit.store.db import FaceStore
 
     gc_at_start(args)
-    return FaceStore(args.store)
+    if getattr(args, "_store", None) is None:
+        args._store = FaceStore(args.store)
+    return args._store
+
+
+def close_store(args) -> None:
+    """Close the command's store: SQLite then folds its write-ahead log into the file, so a plain
+    copy of ``faces.sqlite3`` made after the command holds everything it wrote."""
+    store = getattr(args, "_store", None)
+    if store is not None:
+        args._store = None
+        store.close()
 
 
 def store_for_model(args, out: Outcome, *, photos: bool = False):

@@ -22,7 +22,7 @@ import sys
 
 from facekit.cli.archive import cmd_album, cmd_index, cmd_live
 from facekit.cli.common import (EPILOG, EXIT_FAILED, EXIT_INTERRUPTED, EXIT_NOT_FOUND, EXIT_OK, EXIT_USAGE, Outcome,
-                                report_error)
+                                close_store, report_error)
 from facekit.cli.people import cmd_enrol, cmd_export, cmd_forget, cmd_gc, cmd_import, cmd_people
 from facekit.cli.photos import cmd_detect, cmd_fetch, cmd_identify, cmd_lfw, cmd_models, cmd_verify
 
@@ -123,7 +123,10 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     out = Outcome(args)
     try:
-        return args.fn(args, out)
+        try:
+            return args.fn(args, out)
+        finally:
+            close_store(args)
     except KeyboardInterrupt:
         return report_error(args, out, "interrupted; work committed so far is kept", EXIT_INTERRUPTED)
     except LookupError as exc:  # UnknownPersonError, EmptyStoreError

@@ -5,7 +5,7 @@ One store is shared by all of them, so enrolling in one never removes anyone enr
 
 Where it lives: ``$FACEKIT_STORE`` if set, else ``$XDG_DATA_HOME/facekit/faces.sqlite3``
 (``~/.local/share/facekit/faces.sqlite3``): user data, not a cache. Back it up by copying the
-file (while no program writes to it, or with ``sqlite3 faces.sqlite3 ".backup copy.sqlite3"``).
+file (while no program has it open, or with ``sqlite3 faces.sqlite3 ".backup copy.sqlite3"``).
 
 How it keeps data: standard-library :mod:`sqlite3` in WAL mode; every write is one
 ``BEGIN IMMEDIATE`` transaction (a process killed mid-enrolment loses at most what it had not
