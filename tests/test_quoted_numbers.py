@@ -25,7 +25,8 @@ facts = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(facts)
 
 Z4, Z1, XE = "amd-f25-m17", "amd-zen1", "intel-xeon"  # machine ids of bench/facts.json
-XO = "intel-xeon onnx-detector"  # the default pipeline (MTCNN in ONNX Runtime), notebook 02 in the book's full build
+XO = "intel-xeon onnx-detector"
+MR = "intel-f6-m167 --robust-per-fold 30 --quiet"  # bench/models.py's run (issue #23)  # the default pipeline (MTCNN in ONNX Runtime), notebook 02 in the book's full build
 
 
 # --- formats: round half up on the figure as written in the facts file ----------------------
@@ -196,6 +197,20 @@ QUOTES = [
       F("robust", Z4, "robust_mean_accuracy_fuse_clahe", pct(2)), F("robust", Z4, "robust_mean_accuracy_fuse_clahe_at_default", pct(2))]),
     (NB + "A2_hard_light.ipynb", "| untransformed (same pairs) | {} |", [F("robust", Z4, "lfw_accuracy", pct(2))]),
     (NB + "A2_hard_light.ipynb", "(McNemar p = {}, robust mean", [F("robust", Z4, "view1_fuse_clahe_p", f(3))]),
+    # A2's second model (issue #23): bench/models.py on the Intel Xeon
+    (NB + "A2_hard_light.ipynb", "(`shade` {} vs {}, `gray_lowres` {} vs {})",
+     [F("models", MR, "robust/shade/fused", pct(2)), F("models", MR, "robust/shade/facenet128", pct(2)),
+      F("models", MR, "robust/gray_lowres/fused", pct(0)), F("models", MR, "robust/gray_lowres/facenet128", pct(2))]),
+    (NB + "A2_hard_light.ipynb", "the mean over all nine was {} vs {}, while dlib alone was worse than FaceNet under most of "
+     "them (mean {})", [F("models", MR, "robust_mean_accuracy_fused", pct(2)),
+                        F("models", MR, "robust_mean_accuracy_facenet128", pct(2)),
+                        F("models", MR, "robust_mean_accuracy_dlib128", pct(2))]),
+    (NB + "A2_hard_light.ipynb", "the fused model reached {} against FaceNet's {} (McNemar p = {}:",
+     [F("models", MR, "lfw_accuracy_fused", pct(2)), F("models", MR, "lfw_accuracy_facenet128", pct(2)),
+      F("models", MR, "mcnemar_fused_vs_facenet128/p", f(2))]),
+    (NB + "A2_hard_light.ipynb", "It costs both networks: {} faces/s against FaceNet's {} (dlib's own network alone: {})",
+     [F("models", MR, "faces_per_s_fused", integer), F("models", MR, "faces_per_s_facenet128", integer),
+      F("models", MR, "faces_per_s_dlib128", integer)]),
     # --- docstrings and the registry's texts ---------------------------------------------------
     ("facekit/models/registry.py", "the threshold with the best balanced accuracy is {}-{} for personal galleries",
      [F("identify", Z1, "threshold_personal_min", f(2)), F("identify", Z1, "threshold_personal_max", f(2))]),
