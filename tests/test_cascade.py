@@ -49,7 +49,7 @@ def test_cascade_equals_mtcnn_detect_faces(photos, detector):
     from mtcnn.utils.images import build_scale_pyramid
 
     m = detector.mtcnn
-    compared = 0
+    compared = exact = 0
     for img in photos[::6]:
         h, w = img.shape[:2]
         scales = np.asarray(build_scale_pyramid(w, h, min_face_size=20, scale_factor=0.709))
@@ -59,9 +59,15 @@ def test_cascade_equals_mtcnn_detect_faces(photos, detector):
         ref = np.asarray(m.detect_faces(img, box_format="xyxy", output_type="numpy", threshold_pnet=0.6,
                                         threshold_rnet=0.7, threshold_onet=0.7), np.float64).reshape(-1, 16)
         assert ours.shape == ref.shape and len(ours) >= 1
-        np.testing.assert_allclose(ours[np.argsort(-ours[:, 5])], ref[np.argsort(-ref[:, 5])], atol=1e-3)
+        ours, ref = ours[np.argsort(-ours[:, 5])], ref[np.argsort(-ref[:, 5])]
+        if np.allclose(ours, ref, atol=1e-3):
+            exact += 1
+        else:  # a tie of P-Net scores that mtcnn's unstable sort orders differently: same faces
+            assert len(match_boxes(ours[:, 1:5], ref[:, 1:5], 0.9)) == len(ours)
         compared += 1
-    assert compared >= 5
+    # facekit sorts tied P-Net scores stably (batch-independent), mtcnn's numpy sort is unstable:
+    # on a photo where tied windows compete, NMS may keep a neighbour (seen: 2 photos of 20)
+    assert compared >= 5 and exact >= compared - 3
 
 
 def test_eager_custom_and_compiled_networks_agree(photos, detector):
@@ -99,8 +105,8 @@ def test_two_detectors_in_two_threads_equal_sequential(photos):
 
 
 def test_detect_batch_equals_detect(lfw_pairs, lfw_home_dir, detector):
-    """Detector.detect_batch (one cascade call for many same-size photos) finds the same faces as
-    detect() per photo (LFW: 250x250 each, one with two faces); mixed sizes fall back to per-photo
+    """Detector.detect_batch (one cascade call for many same-size photos) finds exactly the same
+    faces as detect() per photo, whatever else is in the batch (LFW: 250x250 each, one with two faces); mixed sizes fall back to per-photo
     detection."""
     from facekit.core.images import load_image
 
@@ -109,16 +115,18 @@ def test_detect_batch_equals_detect(lfw_pairs, lfw_home_dir, detector):
     imgs = [load_image(p) for p in paths]
     batch = detector.detect_batch(imgs)
     assert len(batch) == len(imgs) and len(batch[-1]) >= 2
-    exact = 0
     for a, b in zip(batch, [detector.detect(im) for im in imgs]):
-        # a batched convolution rounds differently from a single one; rarely that flips which of
-        # two near-equal P-Net windows survives NMS (seen: 1 photo in 24, 4 px): same face, a
-        # slightly different box. So: the same faces everywhere, bit-near equality almost always.
+        # exactly the same faces: P-Net's tied scores are sorted stably (mtcnn_ops._sort_desc), so
+        # what else is in the batch cannot change which window survives NMS (it did: 4 px, 1 in 24)
         assert len(a) == len(b) >= 1
-        assert len(match_boxes([f.box for f in a], [f.box for f in b], 0.9)) == len(a)
-        exact += all(np.abs(fa.box - fb.box).max() < 0.01 and np.abs(fa.landmarks - fb.landmarks).max() < 0.01
-                     and abs(fa.confidence - fb.confidence) < 1e-3 for fa, fb in zip(a, b))
-    assert exact >= len(imgs) - 2
+        for fa, fb in zip(a, b):
+            np.testing.assert_allclose(fa.box, fb.box, atol=1e-4)
+            np.testing.assert_allclose(fa.landmarks, fb.landmarks, atol=1e-4)
+            assert abs(fa.confidence - fb.confidence) < 1e-6
+    # and the same again when the batch holds other photos
+    again = detector.detect_batch(imgs[5:] + imgs[:5])
+    for a, b in zip(again, batch[5:] + batch[:5]):
+        assert [f.box.tolist() for f in a] == [f.box.tolist() for f in b]
     mixed = detector.detect_batch([imgs[0], np.ascontiguousarray(imgs[1][:200, :180])])
     assert len(mixed) == 2 and len(mixed[0]) == len(batch[0]) and len(mixed[1]) >= 1
     assert detector.detect_batch([]) == []

@@ -28,7 +28,15 @@ __all__ = ["generate_bounding_box", "upscale_bboxes", "smart_nms_from_bboxes", "
 
 # -- boxes (mtcnn.utils.bboxes / landmarks) -----------------------------------------------------
 def _sort_desc(rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
-    return rows[np.argsort(scores)[::-1]]  # mtcnn's sort_by_scores(ascending=False), same tie order
+    """Rows by descending score; equal scores keep their order (a stable sort).
+
+    mtcnn's ``sort_by_scores`` uses numpy's default (unstable) sort. P-Net's softmax saturates, so
+    many windows of a clear face tie at exactly 1.0, and the unstable order of those ties depends on
+    every other row of the batch: the same photo got boxes up to 4 px apart when detected alone or
+    with other photos. Stable, each photo's rows keep their own raster order, and NMS keeps the
+    same window whatever else is in the batch (``test_detect_batch_equals_detect``).
+    """
+    return rows[np.argsort(-scores, kind="stable")]
 
 
 def generate_bounding_box(reg, prob, threshold: float, stride: int = 2, cell: int = 12) -> np.ndarray:

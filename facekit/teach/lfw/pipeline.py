@@ -26,7 +26,8 @@ FLIP_MODES = (None, "concat", "mean")
 
 def _detector_settings(detector) -> dict:
     return {"min_face_size": detector.min_face_size, "thresholds": list(detector.thresholds),
-            "scale_factor": detector.scale_factor, "max_side": detector.max_side}
+            "scale_factor": detector.scale_factor, "max_side": detector.max_side,
+            "backend": getattr(detector, "backend", None), "fast": getattr(detector, "fast", True)}
 
 
 def _faces_from_row(row: np.ndarray) -> list:
