@@ -146,7 +146,9 @@ def test_faceless_and_broken_photos_and_interrupt(tmp_path, ray_local):
     assert rep.photos == 6 and rep.indexed == 5 and rep.no_face == 1 and rep.faces >= 4
     assert [p for p, _ in rep.failed] == [str(d / "zz_broken.jpg")] and rep.failed[0][1]
     (run,) = (tmp_path / "sh").glob("run-*")
-    assert len(list(run.glob("*.parquet"))) == 3  # one shard per chunk of 2
+    # one shard per chunk: 6 photos in chunks of at most 2, as many as a multiple of the 2 actors
+    # (even_chunks: 2, 2, 1, 1), so the blank and the broken photo each have a chunk of their own
+    assert len(list(run.glob("*.parquet"))) == 4
     back = read_shards(run)  # one schema across shards, the all-null one included
     assert sorted((r["path"], r["face"]) for r in back) == sorted((r["path"], r["face"]) for r in rows)
     last = [r for r in back if r["path"].endswith("zz_blank.jpg")]
@@ -196,3 +198,19 @@ def test_cli_index_engine_ray(tmp_path, capsys, ray_local):
     code, again = index("ray", tmp_path / "r.sqlite3")
     assert code == EXIT_FAILED and again["failed"][0]["path"].endswith("broken.jpg")
     assert again["rows"][0]["cached"] == 5 and again["rows"][0]["indexed"] == 0
+
+
+def test_even_chunks_share_the_photos_out_evenly():
+    """The Ray engine's chunks: at most batch_size each, a multiple of the actors in number, sizes
+    at most one apart, every photo once and in order."""
+    from facekit.album.ray import even_chunks
+
+    for n, size, workers in ((100, 32, 2), (2000, 32, 2), (5, 32, 2), (1, 32, 4), (64, 32, 2), (97, 10, 3)):
+        files = list(range(n))
+        chunks = even_chunks(files, size, workers)
+        lens = [len(c) for c in chunks]
+        assert sum(chunks, []) == files
+        assert max(lens) <= size and max(lens) - min(lens) <= 1
+        assert len(chunks) % workers == 0 or len(chunks) == n
+    assert [len(c) for c in even_chunks(list(range(100)), 32, 2)] == [25, 25, 25, 25]
+    assert even_chunks([], 32, 2) == []
