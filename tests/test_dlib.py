@@ -167,3 +167,23 @@ def test_mtcnn_chip_aligns_like_dlib(faces, onnx_path, dlib_net):
     dist = np.linalg.norm(ort_descriptor(sess, np.stack(chips)) - ort_descriptor(sess, np.stack(refs)), axis=1)
     print(f"\nmtcnn_chip vs dlib 68-point chip: descriptor distance mean {dist.mean():.3f} max {dist.max():.3f}")
     assert dist.max() < 0.25
+
+
+def test_dlib128_is_dlibs_descriptor_of_the_chip_and_its_mirror(faces, dlib_net):
+    """The registered model's raw output (``facekit.embedding.dlib.make``, what the Embedder scales
+    to unit length) is the mean of dlib's own descriptors of the chip and of its mirror image."""
+    from facekit.embedding import dlib as backend
+    from facekit.embedding.embedder import Embedder
+    from facekit.models.registry import model_spec
+
+    chips = np.stack([f["chip"] for f in faces])
+    mirrored = np.ascontiguousarray(chips[:, :, ::-1])
+    ref = (np.array(dlib_net.compute_face_descriptor(list(chips)), np.float32)
+           + np.array(dlib_net.compute_face_descriptor(list(mirrored)), np.float32)) / 2
+    assert backend.MIRROR
+    got = backend.make(model_spec("dlib128"), threads=2)(chips)
+    assert float(np.abs(got - ref).max()) <= 1e-4
+    unit = Embedder("dlib128", threads=2).embed(chips)
+    np.testing.assert_allclose(unit, ref / np.linalg.norm(ref, axis=1, keepdims=True), atol=1e-4)
+    # a face and its mirror image get the same embedding
+    np.testing.assert_allclose(Embedder("dlib128", threads=2).embed(mirrored), unit, atol=1e-5)

