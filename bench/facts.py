@@ -134,6 +134,8 @@ def record(bench: str, figures: dict, *, run: str | None = None, source: str | N
     info = machine_info()
     mid = machine_id(info)
     args = " ".join(sys.argv[1:])
+    # the script that ran (bench/identify.py records as "identify-dlib128" with --model dlib128)
+    script = Path(sys.argv[0]).stem if sys.argv and sys.argv[0].endswith(".py") else bench
     run = run or (f"{mid} {args}" if args else mid)
     path = Path(path)
     data = load(path) if path.exists() else {"format": FORMAT, "machines": {}, "benches": {}}
@@ -141,9 +143,9 @@ def record(bench: str, figures: dict, *, run: str | None = None, source: str | N
     data.setdefault("benches", {}).setdefault(bench, {})[run] = {
         "machine": mid,
         "date": datetime.date.today().isoformat(),
-        "command": f"./run.sh bench {bench} {args}".strip(),
+        "command": f"./run.sh bench {script} {args}".strip(),
         "commit": _git_commit(),
-        "source": source or f"recorded by bench/{bench}.py (bench/facts.py record) at the end of its run",
+        "source": source or f"recorded by bench/{script}.py (bench/facts.py record) at the end of its run",
         "figures": _plain(figures),
     }
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".facts-", suffix=".json")
