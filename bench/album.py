@@ -26,7 +26,11 @@ Engines, each into a fresh face store in a temporary folder (one transaction per
   median of 3 lone actors (1 CPU each, one after the other) from ``.remote()`` to ready, each
   building the fused job's actor (:class:`facekit.album.ray.DetectEmbed`) with both models loaded;
   ``ray_actor_init_s`` the part of it inside the actor (facekit's imports and models; the rest is
-  Ray's worker process start); ``ray_actor_imports_tf`` whether any imported TensorFlow or Keras;
+  Ray's worker process start: each lone actor waits for a new worker, the worst case);
+  ``ray_actor_start_prestarted_s``: on a fresh instance, one actor per CPU started at once (as
+  the job's pool), until all are ready: they take the idle workers Ray starts when the driver
+  connects, as a job on a fresh instance does; ``ray_actor_imports_tf`` whether any imported
+  TensorFlow or Keras;
 - naive: the loop people write first: PIL load, ``mtcnn.MTCNN().detect_faces`` on the full image,
   crop each box, resize to 160x160, Keras ``predict`` on one face at a time (prewhitened), then
   the faces committed to a store the same way. It is slow, so it is timed on a fixed sub-sample:
@@ -134,12 +138,9 @@ def naive_loop(files: list[str], store, max_s: float) -> tuple[int, float, int]:
     return done, time.perf_counter() - t0, faces
 
 
-def actor_starts(ray, out_dir: Path, model: str, n: int = 3) -> tuple[list[float], list[float], bool]:
-    """For ``n`` lone actors started one after the other (1 CPU each) that build the fused job's
-    actor with both models loaded: seconds from ``.remote()`` to ready, seconds of the actor's own
-    start (facekit's imports and models, inside its process), and whether any imported TensorFlow
-    or Keras. The rest of the first figure is Ray's: a worker process (Python, ``import ray``,
-    registration; 0.1 s when Ray has an idle one started, ~1.4 s when not)."""
+def probe_class(ray):
+    """A 1-CPU Ray actor that builds the fused job's actor with both models loaded and reports how
+    long that took inside its process, and whether TensorFlow or Keras got imported."""
 
     @ray.remote(num_cpus=1)
     class Probe:
@@ -155,6 +156,18 @@ def actor_starts(ray, out_dir: Path, model: str, n: int = 3) -> tuple[list[float
         def report(self) -> tuple[float, bool]:
             return self.init_s, any(m.split(".")[0] in ("tensorflow", "keras") for m in sys.modules)
 
+    return Probe
+
+
+def actor_starts(ray, out_dir: Path, model: str, n: int = 3) -> tuple[list[float], list[float], bool]:
+    """For ``n`` lone actors started one after the other (1 CPU each) that build the fused job's
+    actor with both models loaded: seconds from ``.remote()`` to ready, seconds of the actor's own
+    start (facekit's imports and models, inside its process), and whether any imported TensorFlow
+    or Keras. The rest of the first figure is Ray's: a worker process (Python, ``import ray``,
+    registration; 0.1 s when Ray has an idle one started, 1.3-2 s when not). Each actor is killed
+    before the next starts, and Ray does not start a replacement idle worker, so each of these
+    waits for a new worker process: the worst case."""
+    Probe = probe_class(ray)
     starts, inits, seen = [], [], False
     for _ in range(n):
         t = time.perf_counter()
@@ -165,6 +178,20 @@ def actor_starts(ray, out_dir: Path, model: str, n: int = 3) -> tuple[list[float
         seen |= banned
         ray.kill(a)
     return starts, inits, seen
+
+
+def pool_start(ray, out_dir: Path, model: str, n: int) -> float:
+    """Seconds until ``n`` actors started at once (one per CPU, as the job's pool) are all ready,
+    on an instance where Ray has started its idle workers (one per CPU when the driver connects):
+    what a job on a fresh instance sees."""
+    Probe = probe_class(ray)
+    t = time.perf_counter()
+    actors = [Probe.remote(model, str(out_dir)) for _ in range(n)]
+    ray.get([a.report.remote() for a in actors])
+    dt = time.perf_counter() - t
+    for a in actors:
+        ray.kill(a)
+    return dt
 
 
 def main() -> None:
@@ -240,6 +267,16 @@ def main() -> None:
                 print(f"a lone DetectEmbed actor is ready in {', '.join(f'{v:.2f}' for v in starts)} s, of which its "
                       f"own start (imports, models) {', '.join(f'{v:.2f}' for v in inits)} s "
                       f"(TensorFlow imported: {tf_seen})", flush=True)
+            finally:
+                ray.shutdown()
+            # the job's own actors on a fresh instance: Ray's idle workers are ready for them
+            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
+                     object_store_memory=512 * 2 ** 20)
+            try:
+                time.sleep(3.0)  # the idle workers Ray starts when the driver connects
+                fig["ray_actor_start_prestarted_s"] = pool_start(ray, tmp / "pool-shards", embedder.fingerprint, cpus)
+                print(f"{cpus} DetectEmbed actors started at once on a fresh instance are ready in "
+                      f"{fig['ray_actor_start_prestarted_s']:.2f} s", flush=True)
             finally:
                 ray.shutdown()
 

@@ -142,16 +142,16 @@ MODELS: dict[str, ModelSpec] = {
 #: dlib's ResNet (face_recognition's model) and its fusion with FaceNet (issue #23); their cuts are
 #: calibrated as facenet128's were (bench/models.py for verify, bench/identify.py --model for the rest)
 DLIB128_THRESHOLDS = Thresholds(
-    verify=0.1673, unknown=0.13, cluster=0.20,
+    verify=0.1673, unknown=0.12, cluster=0.17,
     where={
         "verify": "LFW View 1 (DevTrain + DevTest, 3,200 pairs): the best single cut, with dlib's chip cut from MTCNN's "
                   "landmarks, each face's embedding the mean over the chip and its mirror (bench/models.py, Intel Xeon; View 2 "
                   "stays held out: 99.33% 10-fold there)",
         "unknown": "bench/identify.py --model dlib128 on LFW people with >= 20 photos: the threshold with the best "
-                   "balanced accuracy is 0.121-0.134 for personal galleries (3-10 people x 5-10 photos) and 0.112 for "
+                   "balanced accuracy is 0.113-0.128 for personal galleries (3-10 people x 5-10 photos) and 0.103 for "
                    "31 people",
-        "cluster": "bench/identify.py --model dlib128: the average-linkage cut with the best ARI is 0.158 on half the "
-                   "LFW people (held-out ARI 0.995) and 0.237 on the 5 Celebrity Faces sample; 0.20 is their mean, as "
+        "cluster": "bench/identify.py --model dlib128: the average-linkage cut with the best ARI is 0.151 on half the "
+                   "LFW people (held-out ARI 0.996) and 0.199 on the 5 Celebrity Faces sample; 0.17 is their mean, as "
                    "for facenet128",
     })
 MODELS["dlib128"] = ModelSpec(
@@ -161,15 +161,15 @@ MODELS["dlib128"] = ModelSpec(
     "of its mirror image (facekit.embedding.dlib.MIRROR).",
     DLIB128_THRESHOLDS, backend="facekit.embedding.dlib", input_size=150, crop="dlib-mtcnn5")
 FUSED_THRESHOLDS = Thresholds(
-    verify=0.2816, unknown=0.23, cluster=0.34,
+    verify=0.2816, unknown=0.21, cluster=0.31,
     where={
         "verify": "LFW View 1 (3,200 pairs): the best single cut of the fused embedding (weights 1/sqrt(1.22) and "
                   "1/sqrt(0.1673)); bench/models.py, Intel Xeon; View 2 held out: 99.58% 10-fold there",
         "unknown": "bench/identify.py --model facenet128+dlib128 on LFW people with >= 20 photos: the threshold with "
-                   "the best balanced accuracy is 0.224-0.233 for personal galleries (3-10 people x 5-10 photos) and "
-                   "0.201 for 31 people",
-        "cluster": "bench/identify.py --model facenet128+dlib128: the best-ARI average-linkage cut is 0.285 on half the "
-                   "LFW people (held-out ARI 0.9998) and 0.402 on the 5 Celebrity Faces sample; 0.34 is their mean",
+                   "the best balanced accuracy is 0.204-0.219 for personal galleries (3-10 people x 5-10 photos) and "
+                   "0.180 for 31 people",
+        "cluster": "bench/identify.py --model facenet128+dlib128: the best-ARI average-linkage cut is 0.254 on half the "
+                   "LFW people (held-out ARI 0.9994) and 0.358 on the 5 Celebrity Faces sample; 0.31 is their mean",
     })
 MODELS["facenet128+dlib128"] = ModelSpec(
     "facenet128+dlib128", 256, "fused", "facenet128+dlib128", "fused",
