@@ -69,7 +69,7 @@ def test_single_person_photos_mostly_one_confident_face(celeb_dir, detector):
 
 
 def test_align_levels_the_eyes(celeb_train):
-    from facekit.detection.align import align_face, crop_transform
+    from facekit.detection.align import crop_transform
 
     img_face = celeb_train.faces[0]
     m = crop_transform(img_face)
