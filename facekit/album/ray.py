@@ -101,7 +101,7 @@ class DetectAlign:
 
     def photos(self, batch) -> list[tuple[PhotoFile, str, str | None, list, np.ndarray]]:
         """``(photo, sha256, error, faces, crops)`` of each photo of the batch's chunks: read, hash,
-        decode, detect (one batched call per chunk, as the local engine cuts them), align."""
+        decode, detect (one batched call per chunk), align."""
         out = []
         for ps, ss, ms in zip(batch["paths"], batch["sizes"], batch["mtimes"]):
             files = [PhotoFile(str(p), int(s), int(m)) for p, s, m in zip(ps, ss, ms)]
