@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Sequence
 
 import numpy as np
 
@@ -90,8 +91,14 @@ def extract_faces(image: np.ndarray | str | os.PathLike, *, detector: Detector |
                   embedder: Embedder | None = None, min_face_size: float | None = None,
                   margin: float = DEFAULT_MARGIN, rotate: bool = True, normalize: str | None = None,
                   normalize_for: str = "embedder", fuse: bool = False, gray_consistent: bool | str = False,
-                  retry_normalized: bool | str = False, model: str | None = None) -> list[FaceEmbedding]:
+                  retry_normalized: bool | str = False, model: str | None = None,
+                  faces: Sequence[Face] | None = None) -> list[FaceEmbedding]:
     """Every face in ``image`` (an RGB array or a file path) with crop and embedding.
+
+    ``faces``: detections of this image made already (``Detector.detect`` or ``detect_batch``, in
+    its pixels; like face_recognition's ``known_face_locations``): detection is skipped, so the
+    detector's options (``min_face_size``, ``normalize_for`` the detector, ``retry_normalized``)
+    cannot be given with it. The CLI detects a chunk of photos in one batched call this way.
 
     ``model`` (registry name; default ``"facenet128"``) or ``embedder`` chooses the embedding model;
     each result records its embedder's fingerprint in ``.model``.
@@ -133,10 +140,16 @@ def extract_faces(image: np.ndarray | str | os.PathLike, *, detector: Detector |
         raise TypeError(f"extract_faces takes one image (an RGB array or a path), not a {type(image).__name__} of "
                         f"{len(image)}. Fix: call it once per image, e.g. [extract_faces(im) for im in images]")
     img = load_image(image) if isinstance(image, (str, os.PathLike)) else as_rgb(image)
-    det = detector or get_detector()
-    faces = det.detect(normalize_image(img, plan.detect_with), min_face_size=min_face_size)
-    if not faces and plan.retry_with is not None:
-        faces = det.detect(normalize_image(img, plan.retry_with), min_face_size=min_face_size)
+    if faces is not None:
+        if plan.detect_with is not None or plan.retry_with is not None or min_face_size is not None:
+            raise ValueError("extract_faces: faces= skips detection, so min_face_size, normalize_for='detector'/'both' "
+                             "and retry_normalized do not apply. Fix: pass either faces= or the detector options")
+        faces = list(faces)
+    else:
+        det = detector or get_detector()
+        faces = det.detect(normalize_image(img, plan.detect_with), min_face_size=min_face_size)
+        if not faces and plan.retry_with is not None:
+            faces = det.detect(normalize_image(img, plan.retry_with), min_face_size=min_face_size)
     if not faces:
         return []
     crops = align_faces(img, faces, margin=margin, rotate=rotate)

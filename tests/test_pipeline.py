@@ -121,4 +121,22 @@ def test_extract_faces_one_call(celeb_dir):
     assert fk.extract_faces(np.full((120, 160, 3), 127, np.uint8)) == []
 
 
+def test_extract_faces_with_detections_made_already(celeb_dir, detector):
+    """faces= (detections made already, e.g. by detect_batch) skips detection and gives the same
+    result; the detector's own options cannot be given with it."""
+    from facekit.core.images import load_image
+
+    img = load_image(celeb_dir / "train" / MULTI_KEY)
+    want = fk.extract_faces(img)
+    got = fk.extract_faces(img, faces=detector.detect_batch([img])[0])
+    assert len(got) == len(want) >= 2
+    for a, b in zip(got, want):
+        np.testing.assert_array_equal(a.face.box, b.face.box)
+        np.testing.assert_allclose(a.embedding, b.embedding, atol=1e-6)
+    assert fk.extract_faces(img, faces=[]) == []
+    assert len(fk.extract_faces(img, faces=[want[0].face])) == 1
+    with pytest.raises(ValueError, match="faces= skips detection"):
+        fk.extract_faces(img, faces=[want[0].face], min_face_size=40)
+
+
 MULTI_KEY = "elton_john/httpssmediacacheakpinimgcomxfcfcbaeaeddabbjpg.jpg"

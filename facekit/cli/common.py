@@ -178,22 +178,47 @@ def faces_in(files: list[Path], args, out: Outcome, *, largest: bool = False):
 
     from tqdm.auto import tqdm
 
+    from facekit.album.scan import CHUNK, detect_batched
     from facekit.core.images import ImageLoadError, load_image_scaled
+    from facekit.detection.detector import get_detector
     from facekit.faces import extract_faces
 
     emb = embedder_of(args)
-    for p in tqdm(files, desc=args.command, unit="photo", disable=args.quiet or len(files) < 3, file=sys.stderr):
+    det = get_detector()
+    bar = tqdm(total=len(files), desc=args.command, unit="photo", disable=args.quiet or len(files) < 3, file=sys.stderr)
+
+    def done(chunk: list):
+        # photos of one size (up to the detector's max_side) go through one batched detector call:
+        # the same faces as one by one (tests/test_cascade.py), LFW-size photos ~20% faster
+        found = detect_batched([img for _, img, _ in chunk], det)
+        for (p, img, scale), dets in zip(chunk, found):
+            faces = extract_faces(img, embedder=emb, faces=dets)
+            if scale != 1.0:
+                faces = [dataclasses.replace(f, face=f.face.scaled(scale)) for f in faces]
+            if largest:
+                faces = sorted(faces, key=lambda f: -f.face.area)
+            bar.update(1)
+            yield p, faces, emb
+        chunk.clear()
+
+    chunk: list = []
+    for p in files:
         try:
             img, scale = load_image_scaled(p)
         except ImageLoadError as exc:
             out.fail(p, f"{exc.reason} ({exc.fix})")
+            bar.update(1)
             continue
-        faces = extract_faces(img, embedder=emb)
-        if scale != 1.0:
-            faces = [dataclasses.replace(f, face=f.face.scaled(scale)) for f in faces]
-        if largest:
-            faces = sorted(faces, key=lambda f: -f.face.area)
-        yield p, faces, emb
+        if det.max_side and max(img.shape[:2]) > det.max_side:  # a large photo: alone, decoded once
+            yield from done(chunk)
+            chunk.append((p, img, scale))
+            yield from done(chunk)
+            continue
+        chunk.append((p, img, scale))
+        if len(chunk) >= CHUNK:
+            yield from done(chunk)
+    yield from done(chunk)
+    bar.close()
 
 
 def report_error(args, out: Outcome, message: str, code: int) -> int:
