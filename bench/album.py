@@ -245,8 +245,11 @@ def main() -> None:
 
             from facekit.album.ray import index_folder_ray
 
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-                     object_store_memory=512 * 2 ** 20)  # no runtime_env: see facekit.album.ray._start_ray
+            def start_ray():  # no runtime_env: see facekit.album.ray._start_ray
+                ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
+                         object_store_memory=512 * 2 ** 20)
+
+            start_ray()
             # Ray Data's own detached actors (stats, autoscaling coordinator, actor locations) start
             # with the first Ray Data job on an instance and then live as long as it does: part of
             # the running instance, like the daemons. Start them before the clock, and say how long
@@ -270,8 +273,7 @@ def main() -> None:
             finally:
                 ray.shutdown()
             # the job's own actors on a fresh instance: Ray's idle workers are ready for them
-            ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=False, logging_level="WARNING",
-                     object_store_memory=512 * 2 ** 20)
+            start_ray()
             try:
                 time.sleep(3.0)  # the idle workers Ray starts when the driver connects
                 fig["ray_actor_start_prestarted_s"] = pool_start(ray, tmp / "pool-shards", embedder.fingerprint, cpus)

@@ -165,6 +165,28 @@ def test_identify_with_the_store(capsys, enrolled, val, no_face, tmp_path):
     assert js(capsys, "identify", targets[0], "--store", str(tmp_path / "empty.sqlite3"))[0] == EXIT_NOT_FOUND
 
 
+def test_identify_many_photos_equals_one_at_a_time(capsys, enrolled, val, tmp_path):
+    """The photo loop detects same-size photos in batches and a photo over the detector's max_side
+    alone: each photo's rows are what identify gives for that photo on its own, in order, with
+    an unreadable file in between reported and skipped."""
+    import cv2
+
+    big = tmp_path / "big.jpg"  # 2,000+ px: detected alone, on a downscaled copy
+    im = cv2.imread(str(val["madonna"][0]))
+    cv2.imwrite(str(big), cv2.resize(im, None, fx=2600 / max(im.shape[:2]), fy=2600 / max(im.shape[:2])))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"not a jpeg")
+    targets = [str(p) for n in PEOPLE for p in val[n][:2]]
+    targets = targets[:3] + [str(big), str(broken)] + targets[3:]
+    code, doc = js(capsys, "identify", *targets, "--store", str(enrolled))
+    assert code == EXIT_FAILED and [f["path"] for f in doc["failed"]] == [str(broken)]
+    got = doc["rows"]
+    want = [r for t in targets if t != str(broken) for r in js(capsys, "identify", t, "--store", str(enrolled))[1]["rows"]]
+    assert [r["photo"] for r in got] == [r["photo"] for r in want] and str(big) in {r["photo"] for r in got}
+    for a, b in zip(got, want):
+        assert a["name"] == b["name"] and np.allclose(a["box"], b["box"], atol=0.11), (a, b)
+
+
 def test_identify_tolerance(capsys, enrolled, val):
     """--tolerance is the cut for "unknown": 0 names nobody, 4 (the largest squared distance) names
     everyone, strangers too, as their nearest enrolled person."""

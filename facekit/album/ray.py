@@ -299,9 +299,11 @@ def ray_shards(files: list[PhotoFile], out_dir: str | os.PathLike, *, model: str
     ray, owned = _start_ray(address, num_cpus, object_store_mb)
     try:
         cpus = int(ray.cluster_resources().get("CPU", 1))
-        actors = max(1, cpus // max(1, min(int(actor_cpus), cpus))) if fuse else (
-            detect_actors or max(1, cpus - (embed_cpus or max(1, cpus // 2))))
-        chunks = even_chunks(files, batch_size, actors)
+        # the actor layout, decided once: it sizes both the pools and the chunks
+        actor_cpus = max(1, min(int(actor_cpus), cpus))
+        embed_cpus = embed_cpus or max(1, cpus // 2)
+        detect_actors = detect_actors or max(1, cpus - embed_cpus)
+        chunks = even_chunks(files, batch_size, cpus // actor_cpus if fuse else detect_actors)
         items = [{"paths": [f.path for f in c], "sizes": [f.size for f in c], "mtimes": [f.mtime_ns for f in c]}
                  for c in chunks]  # one type per column: Arrow stores them natively
         ctx = ray.data.DataContext.get_current()
@@ -310,14 +312,11 @@ def ray_shards(files: list[PhotoFile], out_dir: str | os.PathLike, *, model: str
         pool = ray.data.ActorPoolStrategy
         out = str(out_dir)
         if fuse:
-            actor_cpus = max(1, min(int(actor_cpus), cpus))
             ds = ds.map_batches(DetectEmbed, fn_constructor_kwargs={"model": model, "settings": settings,
                                                                    "out_dir": out, "threads": actor_cpus},
                                 batch_size=1, batch_format="pandas", num_cpus=actor_cpus,
                                 compute=pool(size=max(1, min(cpus // actor_cpus, len(chunks)))))
         else:
-            embed_cpus = embed_cpus or max(1, cpus // 2)
-            detect_actors = detect_actors or max(1, cpus - embed_cpus)
             ds = ds.map_batches(DetectAlign, fn_constructor_kwargs={"model": model, "settings": settings}, batch_size=1,
                                 batch_format="pandas", num_cpus=1, compute=pool(size=min(detect_actors, len(chunks))))
             ds = ds.map_batches(Embed, fn_constructor_kwargs={"model": model, "threads": embed_cpus, "out_dir": out},

@@ -187,11 +187,10 @@ def faces_in(files: list[Path], args, out: Outcome, *, largest: bool = False):
     det = get_detector()
     bar = tqdm(total=len(files), desc=args.command, unit="photo", disable=args.quiet or len(files) < 3, file=sys.stderr)
 
-    def done(chunk: list):
-        # photos of one size (up to the detector's max_side) go through one batched detector call:
-        # the same faces as one by one (tests/test_cascade.py), LFW-size photos ~20% faster
-        found = detect_batched([img for _, img, _ in chunk], det)
-        for (p, img, scale), dets in zip(chunk, found):
+    def embedded(chunk: list):
+        # one batched detector call for the chunk's same-size photos: the same faces as one by one
+        # (tests/test_cascade.py), LFW-size photos ~20% faster
+        for (p, img, scale), dets in zip(chunk, detect_batched([img for _, img, _ in chunk], det)):
             faces = extract_faces(img, embedder=emb, faces=dets)
             if scale != 1.0:
                 faces = [dataclasses.replace(f, face=f.face.scaled(scale)) for f in faces]
@@ -199,7 +198,6 @@ def faces_in(files: list[Path], args, out: Outcome, *, largest: bool = False):
                 faces = sorted(faces, key=lambda f: -f.face.area)
             bar.update(1)
             yield p, faces, emb
-        chunk.clear()
 
     chunk: list = []
     for p in files:
@@ -209,15 +207,15 @@ def faces_in(files: list[Path], args, out: Outcome, *, largest: bool = False):
             out.fail(p, f"{exc.reason} ({exc.fix})")
             bar.update(1)
             continue
-        if det.max_side and max(img.shape[:2]) > det.max_side:  # a large photo: alone, decoded once
-            yield from done(chunk)
-            chunk.append((p, img, scale))
-            yield from done(chunk)
-            continue
+        large = bool(det.max_side) and max(img.shape[:2]) > det.max_side
+        if large and chunk:  # a large photo goes alone (memory); the photos before it go first
+            yield from embedded(chunk)
+            chunk = []
         chunk.append((p, img, scale))
-        if len(chunk) >= CHUNK:
-            yield from done(chunk)
-    yield from done(chunk)
+        if large or len(chunk) >= CHUNK:
+            yield from embedded(chunk)
+            chunk = []
+    yield from embedded(chunk)
     bar.close()
 
 

@@ -32,8 +32,8 @@ def _sort_desc(rows: np.ndarray, scores: np.ndarray) -> np.ndarray:
 
     mtcnn's ``sort_by_scores`` uses numpy's default (unstable) sort. P-Net's softmax saturates, so
     many windows of a clear face tie at exactly 1.0, and the unstable order of those ties depends on
-    every other row of the batch: the same photo got boxes up to 4 px apart when detected alone or
-    with other photos. Stable, each photo's rows keep their own raster order, and NMS keeps the
+    every other row of the batch: the same photo got boxes up to 5.6 px apart when detected alone or
+    with other photos (7 of 200 LFW photos). Stable, each photo's rows keep their own raster order, and NMS keeps the
     same window whatever else is in the batch (``test_detect_batch_equals_detect``).
     """
     return rows[np.argsort(-scores, kind="stable")]
